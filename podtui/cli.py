@@ -1,0 +1,61 @@
+"""`podtui` entry point: no sub-command opens the TUI; verbs are one-shot and scriptable.
+
+This module and everything it imports at start stay free of textual (test-enforced), so that
+`podtui tunnel …` starts fast. Each verb lives in its own module under podtui/commands/.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from podtui import __version__
+from podtui.commands import agent, hostkey, locate, pods, tunnel
+from podtui.errors import EXIT_USAGE, PodtuiError
+
+
+class PodtuiGroup(click.Group):
+    """Renders PodtuiError as `error: … / fix: …` with the contract's exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except PodtuiError as exc:
+            click.echo(exc.render(), err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=PodtuiGroup, invoke_without_command=True)
+@click.version_option(__version__, prog_name="podtui")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """GPU pods serving GGUF models, reached only through SSH tunnels whose host key was
+    verified out of band.
+
+    Run without a command to open the TUI. TARGET is a Runpod pod id or name, or
+    [ssh://][user@]host[:port] for any SSH host running remote-agent.
+
+    Exit codes: 0 ok, 1 failure, 2 usage, 3 host key not verified or mismatch,
+    4 cannot connect or authenticate.
+    """
+    if ctx.invoked_subcommand is None:
+        from podtui.tui.launch import run_tui  # textual is imported only here
+
+        ctx.exit(run_tui())
+
+
+for module in (tunnel, pods, hostkey, agent, locate):
+    for command in module.COMMANDS:
+        cli.add_command(command)
+
+
+def main() -> None:
+    try:
+        cli.main(prog_name="podtui")
+    except KeyboardInterrupt:
+        sys.exit(0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

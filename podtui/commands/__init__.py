@@ -1,0 +1,1 @@
+"""One module per CLI verb (or verb family); each exports COMMANDS for podtui.cli."""

@@ -1,0 +1,3 @@
+from remote_agent.cli import main
+
+main()

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The README's test command: from a fresh clone to a green suite. Installs the system packages,
+# builds (or reuses) the CPU llama-server, makes the tiny models, installs podtui with its test
+# dependencies into .venv, then runs pytest. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-system-deps.sh
+if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
+.venv/bin/python -m pip install --quiet --upgrade pip 2>/dev/null || true
+.venv/bin/python -m pip install --quiet -e '.[test]'
+scripts/build-llama-server.sh >/dev/null
+.venv/bin/python -m tests.testbed.models >/dev/null
+
+set +e
+.venv/bin/python -m pytest "$@"
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then echo "pytest collected no tests: that is a failure" >&2; exit 1; fi
+exit "$rc"

@@ -1,0 +1,58 @@
+"""Fixtures that own real processes (sshd, llama-server), each stopped by its own PID."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.testbed import cache, models
+from tests.testbed.llama import LlamaServer
+from tests.testbed.sshd import SshServer, generate_key
+
+
+@pytest.fixture(scope="session")
+def llama_bin() -> Path:
+    """Directory with the CPU llama-server, ggml-rpc-server and llama-fit-params."""
+    return cache.llama_bin_dir()
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> Path:
+    return models.ensure_model(models.TINY_A)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_b() -> Path:
+    return models.ensure_model(models.TINY_B)
+
+
+@pytest.fixture(scope="session")
+def tiny_split_model() -> Path:
+    """First part of a model split into three GGUF files."""
+    return models.ensure_model(models.TINY_SPLIT)
+
+
+@pytest.fixture(scope="session")
+def client_key(tmp_path_factory) -> Path:
+    """An ed25519 client identity (private key path; the .pub sits beside it)."""
+    return generate_key(tmp_path_factory.mktemp("client") / "id_ed25519", comment="podtui-test-client")
+
+
+@pytest.fixture
+def sshd(tmp_path, client_key):
+    """A private sshd on 127.0.0.1:<free port> that accepts client_key."""
+    server = SshServer(tmp_path / "sshd")
+    server.authorize(Path(f"{client_key}.pub"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def llama_server(llama_bin, tiny_model, tmp_path_factory):
+    """A running llama-server on the tiny model (shared by a test module)."""
+    server = LlamaServer(llama_bin, tiny_model, log_path=tmp_path_factory.mktemp("llama") / "llama.log")
+    server.start()
+    yield server
+    server.stop()

@@ -1,0 +1,33 @@
+"""The CLI path never loads textual; the agent never loads paramiko or podtui (fast start, lean pod)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def loaded_modules(*imports: str) -> set[str]:
+    code = "import json, sys\n" + "".join(f"import {m}\n" for m in imports) + \
+        "print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], check=True, stdout=subprocess.PIPE, text=True)
+    return {name.split(".")[0] for name in json.loads(out.stdout)}
+
+
+@pytest.mark.parametrize("module", ["podtui.cli", "podtui.ssh", "podtui.errors", "podtui.paths"])
+def test_cli_path_does_not_load_textual(module):
+    assert "textual" not in loaded_modules(module)
+
+
+def test_remote_agent_loads_neither_textual_paramiko_nor_podtui():
+    import pkgutil
+
+    import remote_agent
+
+    names = ["remote_agent"] + [m.name for m in
+                                pkgutil.walk_packages(remote_agent.__path__, prefix="remote_agent.")
+                                if not m.name.endswith("__main__")]
+    loaded = loaded_modules(*names)
+    assert not loaded & {"textual", "paramiko", "podtui"}
