@@ -1,0 +1,191 @@
+"""Host keys: OpenSSH fingerprints and the parser of the block a pod prints in its log.
+
+The block (team contract A, printed by `remote-agent boot`):
+
+    -----BEGIN PODTUI HOST KEYS-----
+    pod: <RUNPOD_POD_ID, or the hostname when not on Runpod>
+    ssh-ed25519 SHA256:<base64, no padding> AAAAC3NzaC1lZDI1NTE5AAAA…
+    ecdsa-sha2-nistp256 SHA256:<…> AAAAE2VjZHNh…
+    -----END PODTUI HOST KEYS-----
+
+Logs arrive through proxies and log collectors, so every line may carry a prefix (timestamps,
+source tags), ANSI colour and CRLF; several boots may sit in one log. The LAST complete block wins.
+A block whose fingerprint does not match its key blob is refused outright (never silently skipped
+in favour of an older one): that is exactly what a tampered log looks like.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+import struct
+from dataclasses import dataclass
+
+from podtui.errors import HostKeyNotVerified
+
+BEGIN_MARKER = "-----BEGIN PODTUI HOST KEYS-----"
+END_MARKER = "-----END PODTUI HOST KEYS-----"
+
+# CSI sequences (colours, cursor moves) and OSC sequences (titles, hyperlinks).
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+_KEY_LINE = re.compile(
+    r"(?P<type>ssh-ed25519|ecdsa-sha2-nistp(?:256|384|521)|ssh-rsa|sk-[a-z0-9@.-]+)\s+"
+    r"(?P<fp>SHA256:[A-Za-z0-9+/]+)\s+(?P<blob>[A-Za-z0-9+/]+={0,2})(?:\s|$)"
+)
+_POD_LINE = re.compile(r"\bpod:\s*(?P<pod>\S+)")
+
+
+def fingerprint_of_blob(blob: bytes) -> str:
+    """`SHA256:<base64 without padding>` of a public key blob, exactly as `ssh-keygen -lf` prints."""
+    digest = hashlib.sha256(blob).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def normalize_fingerprint(text: str) -> str:
+    """Accept what people paste (`SHA256:…`, stray spaces, padding); return the canonical form.
+
+    A malformed fingerprint is bad input: ValueError, which the CLI turns into a usage error.
+    """
+    value = text.strip()
+    if not value.startswith("SHA256:"):
+        raise ValueError(f"{text!r} is not an OpenSSH SHA256 fingerprint (it must start with SHA256:)")
+    body = value[len("SHA256:"):].rstrip("=")
+    try:
+        digest = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{text!r} is not valid base64 after SHA256:") from None
+    if len(digest) != 32:
+        raise ValueError(f"{text!r} is {len(digest)} bytes, a SHA256 fingerprint is 32")
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def key_type_of_blob(blob: bytes) -> str:
+    """The key type named inside an SSH public key blob (its first length-prefixed string)."""
+    if len(blob) < 4:
+        raise ValueError("key blob is too short")
+    (length,) = struct.unpack(">I", blob[:4])
+    if length > 64 or len(blob) < 4 + length:
+        raise ValueError("key blob is malformed")
+    return blob[4:4 + length].decode("ascii", errors="replace")
+
+
+@dataclass(frozen=True)
+class HostKey:
+    """One public host key: its type and its wire blob (what a pin stores in full)."""
+
+    key_type: str
+    blob: bytes
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint_of_blob(self.blob)
+
+    @property
+    def base64(self) -> str:
+        return base64.b64encode(self.blob).decode()
+
+    @classmethod
+    def from_base64(cls, key_type: str, text: str) -> "HostKey":
+        try:
+            blob = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError(f"the {key_type} key is not valid base64") from None
+        inner = key_type_of_blob(blob)
+        if inner != key_type:
+            raise ValueError(f"the key blob says {inner}, the line says {key_type}")
+        return cls(key_type, blob)
+
+    @classmethod
+    def from_paramiko(cls, key) -> "HostKey":
+        blob = key.asbytes()
+        return cls(key_type_of_blob(blob), blob)
+
+
+@dataclass(frozen=True)
+class PrintedBlock:
+    """The host keys a pod printed at boot, in the order printed (Ed25519 first)."""
+
+    pod: str | None
+    keys: tuple[HostKey, ...]
+
+
+class PrintedBlockError(HostKeyNotVerified):
+    """The log has no usable host-key block, or the latest one is damaged or tampered with."""
+
+
+def strip_terminal_noise(text: str) -> list[str]:
+    """Lines without ANSI sequences, CR or NUL, whatever line endings the log used."""
+    clean = _ANSI.sub("", text).replace("\x00", "")
+    return [line.rstrip("\r") for line in re.split(r"\r\n|\n|\r", clean)]
+
+
+def _parse_block_lines(lines: list[str], block_number: int) -> PrintedBlock:
+    pod: str | None = None
+    keys: list[HostKey] = []
+    for line in lines:
+        key_match = _KEY_LINE.search(line)
+        if key_match:
+            key_type, printed_fp, blob_text = key_match.group("type", "fp", "blob")
+            try:
+                key = HostKey.from_base64(key_type, blob_text)
+            except ValueError as exc:
+                raise PrintedBlockError(
+                    f"host-key block #{block_number} in the log has a damaged {key_type} line: {exc}",
+                    "copy the block again from the pod's log, or compare the fingerprint by eye and "
+                    "use --fingerprint SHA256:…",
+                ) from None
+            if key.fingerprint != printed_fp:
+                raise PrintedBlockError(
+                    f"host-key block #{block_number} in the log is inconsistent: the {key_type} line "
+                    f"prints {printed_fp} but its key hashes to {key.fingerprint} (tampered or corrupted)",
+                    "do not trust this log; read the fingerprints from the pod's console another way",
+                )
+            keys.append(key)
+            continue
+        pod_match = _POD_LINE.search(line)
+        if pod_match and pod is None:
+            pod = pod_match.group("pod")
+    if not keys:
+        raise PrintedBlockError(
+            f"host-key block #{block_number} in the log lists no keys",
+            "check that the pod booted with podtui's image (remote-agent boot prints the keys)",
+        )
+    return PrintedBlock(pod, tuple(keys))
+
+
+def parse_printed_blocks(text: str) -> PrintedBlock:
+    """The last complete host-key block in a log. Raises PrintedBlockError when there is none."""
+    lines = strip_terminal_noise(text)
+    complete: list[list[str]] = []
+    truncated = 0
+    current: list[str] | None = None
+    for line in lines:
+        if BEGIN_MARKER in line:
+            if current is not None:
+                truncated += 1  # a BEGIN without END: a boot that died or a log cut short
+            current = []
+        elif END_MARKER in line:
+            if current is not None:
+                complete.append(current)
+            current = None
+        elif current is not None:
+            current.append(line)
+    if current is not None:
+        truncated += 1
+    if not complete:
+        detail = (f"{truncated} block(s) start but never end (truncated)" if truncated
+                  else f"no {BEGIN_MARKER} line")
+        raise PrintedBlockError(
+            f"the log has no complete host-key block: {detail}",
+            "wait until the pod has finished booting and fetch its log again, or pass "
+            "--fingerprint SHA256:… copied from the pod's console",
+        )
+    return _parse_block_lines(complete[-1], len(complete))
+
+
+def format_block(pod: str, keys: list[HostKey]) -> str:
+    """The block as a pod prints it (used by tests and by `podtui hostkey --show`)."""
+    body = [f"pod: {pod}"] + [f"{k.key_type} {k.fingerprint} {k.base64}" for k in keys]
+    return "\n".join([BEGIN_MARKER, *body, END_MARKER]) + "\n"

@@ -1,0 +1,104 @@
+"""The decision whether a presented host key may be trusted, made before authentication.
+
+Rules (ARCHITECTURE.md, "Host key"):
+- fingerprints given out of band (--fingerprint, a printed block) must include the presented key;
+- an existing pin must match the presented key — a changed key is never re-pinned silently, even
+  when a fingerprint vouches for it (replacing a pin is `podtui hostkey --pin`, a deliberate act);
+- no pin and no fingerprint: refuse, unless the caller explicitly accepted an unverified first
+  contact — then the key is pinned and marked unverified.
+Every reconnect runs the same check against the pins, so a swapped server is refused mid-session.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from podtui.errors import HostKeyNotVerified
+from podtui.ssh.hostkeys import HostKey
+from podtui.ssh.known_hosts import HostKeyPin, KnownHosts
+
+
+@dataclass
+class TrustOutcome:
+    key: HostKey
+    verified: bool          # False only for a pin accepted with --accept-unverified
+    newly_pinned: bool
+    warning: str | None = None
+
+
+@dataclass
+class HostKeyPolicy:
+    known_hosts: KnownHosts
+    alias: str
+    label: str
+    fingerprints: tuple[str, ...] = ()           # canonical SHA256:… given out of band
+    accept_unverified: bool = False
+    outcomes: list[TrustOutcome] = field(default_factory=list)
+
+    def preferred_key_types(self) -> list[str]:
+        """Host-key algorithms to offer first, so the server presents the key type we pinned."""
+        order: list[str] = []
+        for pin in self.known_hosts.pins_for(self.alias):
+            names = ["rsa-sha2-512", "rsa-sha2-256"] if pin.key.key_type == "ssh-rsa" else [pin.key.key_type]
+            order += [n for n in names if n not in order]
+        return order
+
+    def check(self, presented: HostKey) -> TrustOutcome:
+        outcome = self._decide(presented)
+        self.outcomes.append(outcome)
+        return outcome
+
+    def _refuse(self, title: str, fix: str) -> HostKeyNotVerified:
+        return HostKeyNotVerified(title, fix)
+
+    def _decide(self, presented: HostKey) -> TrustOutcome:
+        pins = self.known_hosts.pins_for(self.alias)
+        presented_fp = presented.fingerprint
+        if self.fingerprints and presented_fp not in self.fingerprints:
+            raise self._refuse(
+                f"host key of {self.label} does not match: expected {', '.join(self.fingerprints)}, "
+                f"presented {presented.key_type} {presented_fp}",
+                "compare with the fingerprints the pod printed in its log; if they differ, someone "
+                "may be in the middle — do not connect",
+            )
+        if pins:
+            match = next((p for p in pins if p.key == presented), None)
+            if match is None:
+                expected = ", ".join(f"{p.key.key_type} {p.key.fingerprint}" for p in pins)
+                raise self._refuse(
+                    f"host key of {self.label} CHANGED: pinned {expected}, presented "
+                    f"{presented.key_type} {presented_fp}",
+                    "if the pod really was rebuilt, check the new fingerprint out of band and run "
+                    f"`podtui hostkey TARGET --pin {presented_fp}`; otherwise someone may be in the "
+                    f"middle. Pins: {self.known_hosts.path}",
+                )
+            if not match.verified and self.fingerprints:
+                self.known_hosts.replace(self.alias, [p.key for p in pins], verified=True)
+                return TrustOutcome(presented, True, False)
+            warning = None if match.verified else (
+                f"the pinned host key of {self.label} ({presented_fp}) was accepted WITHOUT "
+                "out-of-band verification; verify it with `podtui hostkey TARGET --pin SHA256:…`")
+            return TrustOutcome(presented, match.verified, False, warning)
+        if self.fingerprints:
+            self.known_hosts.replace(self.alias, [presented], verified=True)
+            return TrustOutcome(presented, True, True)
+        if self.accept_unverified:
+            self.known_hosts.replace(self.alias, [presented], verified=False)
+            return TrustOutcome(
+                presented, False, True,
+                f"WARNING: trusting {self.label}'s host key {presented.key_type} {presented_fp} "
+                "WITHOUT verification (--accept-unverified). Anyone in the middle of this first "
+                "connection would now be trusted. The pin is marked unverified; compare the "
+                "fingerprint with the pod's console and run `podtui hostkey TARGET --pin …`.",
+            )
+        raise self._refuse(
+            f"no verified host key for {self.label} (first contact); it presented "
+            f"{presented.key_type} {presented_fp}",
+            "pass --fingerprint SHA256:… as printed in the pod's log (or `podtui hostkey TARGET "
+            "--from-log FILE`); --accept-unverified trusts it blindly and marks the pin unverified",
+        )
+
+
+def describe_pins(pins: list[HostKeyPin]) -> list[dict]:
+    return [{"type": p.key.key_type, "fingerprint": p.key.fingerprint, "verified": p.verified}
+            for p in pins]

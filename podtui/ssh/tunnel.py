@@ -1,0 +1,309 @@
+"""Supervised local forwards (`ssh -L`) over one verified SshConnection.
+
+A small paramiko forwarder of our own rather than sshtunnel: sshtunnel builds its own Transport
+(no cipher/window tuning), sets no TCP_NODELAY, checks no host key by default and does not
+reconnect — measured here at 0.35x OpenSSH throughput and 88 ms per new connection.
+
+- Listeners are bound before the SSH connection is made, so a busy port fails fast and nothing is
+  sent to the server; connections that arrive before the host key is verified wait in the backlog.
+- A watcher notices a dropped transport, reconnects with backoff, and re-runs the host-key policy
+  before any new channel is opened. A changed key stops the tunnel (HostKeyNotVerified).
+- Local sockets get TCP_NODELAY and the connection keeps one idle pty session (see
+  SshConnection.open_pty_keeper) so small requests and streamed tokens are not held back.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from podtui.errors import CannotConnect, PodtuiError, UsageProblem
+from podtui.ssh.connection import SshConnection
+from podtui.ssh.trust import TrustOutcome
+
+READ_SIZE = 256 * 1024
+BACKOFF_S = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
+WAIT_FOR_LINK_S = 20.0   # how long a new local connection waits for a reconnect to finish
+
+
+class LocalPortBusy(PodtuiError):
+    """A local port of a forward is taken; reported before any SSH connection is made."""
+
+
+@dataclass(frozen=True)
+class ForwardSpec:
+    bind_host: str
+    local_port: int
+    remote_host: str
+    remote_port: int
+
+    def openssh(self, local_port: int | None = None) -> str:
+        host = f"[{self.remote_host}]" if ":" in self.remote_host else self.remote_host
+        return f"{self.bind_host}:{local_port or self.local_port}:{host}:{self.remote_port}"
+
+
+def _split_forward(text: str) -> list[str]:
+    # Split on ':' outside [brackets] (IPv6 literals are bracketed, as in OpenSSH).
+    parts = re.findall(r"\[[^\]]*\]|[^:]+|(?<=:)(?=:)|^(?=:)", text)
+    return [p[1:-1] if p.startswith("[") else p for p in parts]
+
+
+def _port(text: str, what: str, spec: str, allow_zero: bool = False) -> int:
+    if not text.isdigit() or not (0 if allow_zero else 1) <= int(text) <= 65535:
+        raise UsageProblem(f"-L {spec}: {what} {text!r} is not a port number",
+                           "use [bind:]lport:rhost:rport or lport[:rport], ports 1-65535")
+    return int(text)
+
+
+def parse_forward(spec: str, default_remote_host: str = "127.0.0.1") -> ForwardSpec:
+    """OpenSSH -L syntax `[bind:]lport:rhost:rport`, plus podtui's short `lport[:rport]`.
+    Local port 0 asks the kernel for a free port (the bound one is reported when up)."""
+    parts = _split_forward(spec.strip())
+    if len(parts) == 1:
+        port = _port(parts[0], "local port", spec, allow_zero=True)
+        return ForwardSpec("127.0.0.1", port, default_remote_host, port or 5002)
+    if len(parts) == 2:
+        return ForwardSpec("127.0.0.1", _port(parts[0], "local port", spec, True), default_remote_host,
+                           _port(parts[1], "remote port", spec))
+    if len(parts) == 3:
+        bind, (lport, rhost, rport) = "127.0.0.1", parts
+    elif len(parts) == 4:
+        bind, lport, rhost, rport = parts
+        bind = {"*": "0.0.0.0", "": "0.0.0.0", "localhost": "127.0.0.1"}.get(bind, bind)
+    else:
+        raise UsageProblem(f"-L {spec} has {len(parts)} fields",
+                           "use [bind:]lport:rhost:rport or lport[:rport]")
+    if not rhost:
+        raise UsageProblem(f"-L {spec} names no remote host", "use lport:rhost:rport")
+    return ForwardSpec(bind, _port(lport, "local port", spec, True), rhost, _port(rport, "remote port", spec))
+
+
+@dataclass
+class TunnelStats:
+    bytes_up: int = 0
+    bytes_down: int = 0
+    connections_total: int = 0
+    connections_active: int = 0
+    connections_failed: int = 0
+    reconnects: int = 0
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _close_socket(sock: socket.socket) -> None:
+    # close() from another thread neither wakes a blocked recv() nor sends FIN: shut down first.
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
+
+
+class Tunnel:
+    """Forwards from bound local listeners through `connection`, reconnecting when it drops."""
+
+    def __init__(self, connection: SshConnection, forwards: list[ForwardSpec],
+                 on_event: Callable[[str, dict], None] | None = None) -> None:
+        self.connection = connection
+        self.forwards = forwards
+        self.on_event = on_event or (lambda kind, data: None)
+        self.stats = TunnelStats()
+        self.listeners: list[tuple[ForwardSpec, socket.socket]] = []
+        self.fatal: PodtuiError | None = None
+        self._lock = threading.Lock()
+        self._stats_lock = threading.Lock()
+        self._link_up = threading.Event()
+        self._stopped = threading.Event()
+        self._open_sockets: set[socket.socket] = set()
+        self._pty = None
+
+    # -- public ------------------------------------------------------------------------------
+    def bind(self) -> list[int]:
+        """Bind every listener now; raises LocalPortBusy naming the port. Returns bound ports."""
+        try:
+            for spec in self.forwards:
+                listener = socket.socket(socket.AF_INET6 if ":" in spec.bind_host else socket.AF_INET)
+                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    listener.bind((spec.bind_host, spec.local_port))
+                except OSError as exc:
+                    listener.close()
+                    raise LocalPortBusy(
+                        f"cannot listen on {spec.bind_host}:{spec.local_port}: {exc.strerror or exc}",
+                        f"another program holds the port (see `ss -ltnp 'sport = :{spec.local_port}'`); "
+                        f"pick a free one with -L OTHERPORT:{spec.remote_host}:{spec.remote_port}",
+                    ) from None
+                listener.listen(128)
+                self.listeners.append((spec, listener))
+        except BaseException:
+            self.close_listeners()
+            raise
+        return self.local_ports
+
+    @property
+    def local_ports(self) -> list[int]:
+        return [listener.getsockname()[1] for _, listener in self.listeners]
+
+    def start(self) -> TrustOutcome:
+        """Connect (verifying the host key), then start accepting. Raises on the first failure."""
+        if not self.listeners:
+            self.bind()
+        outcome = self.connection.connect()
+        self._after_connect()
+        for spec, listener in self.listeners:
+            threading.Thread(target=self._accept_loop, args=(spec, listener), daemon=True,
+                             name=f"podtui-accept-{spec.local_port}").start()
+        threading.Thread(target=self._watch, daemon=True, name="podtui-tunnel-watch").start()
+        return outcome
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until stopped; re-raises the fatal error that stopped the tunnel, if any."""
+        stopped = self._stopped.wait(timeout)
+        if self.fatal is not None:
+            raise self.fatal
+        return stopped
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._link_up.set()   # wake waiters so they notice the stop
+        self.close_listeners()
+        with self._lock:
+            sockets = list(self._open_sockets)
+        for sock in sockets:
+            _close_socket(sock)
+        self.connection.close()
+
+    def close_listeners(self) -> None:
+        for _, listener in self.listeners:
+            _close_socket(listener)
+
+    def __enter__(self) -> "Tunnel":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- link supervision --------------------------------------------------------------------
+    def _after_connect(self) -> None:
+        self._pty = self.connection.open_pty_keeper()
+        self._link_up.set()
+
+    def _watch(self) -> None:
+        while not self._stopped.is_set():
+            if self.connection.is_active():
+                self._stopped.wait(0.05)
+                continue
+            self._link_up.clear()
+            self.on_event("down", {"stats": self.stats.as_dict()})
+            self._reconnect()
+
+    def _reconnect(self) -> None:
+        attempt = 0
+        while not self._stopped.is_set():
+            delay = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
+            if delay and self._stopped.wait(delay):
+                return
+            attempt += 1
+            try:
+                outcome = self.connection.connect()     # re-runs the host-key policy
+            except CannotConnect as exc:
+                self.on_event("retry", {"attempt": attempt, "error": exc.title})
+                continue
+            except PodtuiError as exc:                  # host key changed: never forward again
+                self.fatal = exc
+                self.on_event("fatal", {"error": exc.title})
+                self.stop()
+                return
+            self._count("reconnects")
+            self._after_connect()
+            self.on_event("up", {"fingerprint": outcome.key.fingerprint, "reconnect": True,
+                                 "attempts": attempt})
+            return
+
+    def _count(self, name: str, n: int = 1) -> None:
+        with self._stats_lock:
+            setattr(self.stats, name, getattr(self.stats, name) + n)
+
+    # -- forwarding --------------------------------------------------------------------------
+    def _accept_loop(self, spec: ForwardSpec, listener: socket.socket) -> None:
+        while not self._stopped.is_set():
+            try:
+                client, origin = listener.accept()
+            except OSError:
+                return  # listener closed by stop()
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            threading.Thread(target=self._serve, args=(spec, client, origin), daemon=True).start()
+
+    def _serve(self, spec: ForwardSpec, client: socket.socket, origin) -> None:
+        with self._lock:
+            self._open_sockets.add(client)
+        channel = None
+        try:
+            if not self._link_up.wait(WAIT_FOR_LINK_S) or self._stopped.is_set():
+                raise CannotConnect("link down")
+            try:
+                channel = self.connection.open_forward((spec.remote_host, spec.remote_port), origin[:2])
+            except Exception as exc:  # noqa: BLE001 - any failure means this one connection fails
+                self._count("connections_failed")
+                self.on_event("channel_failed", {"remote": f"{spec.remote_host}:{spec.remote_port}",
+                                                 "error": str(exc) or type(exc).__name__})
+                return
+            self._count("connections_total")
+            self._count("connections_active")
+            try:
+                self._pump(client, channel)
+            finally:
+                self._count("connections_active", -1)
+        except CannotConnect:
+            self._count("connections_failed")
+        finally:
+            with self._lock:
+                self._open_sockets.discard(client)
+            if channel is not None:
+                channel.close()
+            _close_socket(client)
+
+    def _pump(self, client: socket.socket, channel) -> None:
+        """Two directions, two threads; each half-closes its far side on EOF."""
+
+        def upstream() -> None:
+            try:
+                while True:
+                    data = client.recv(READ_SIZE)
+                    if not data:
+                        break
+                    channel.sendall(data)
+                    self._count("bytes_up", len(data))
+            except OSError:
+                pass
+            finally:
+                try:
+                    channel.shutdown_write()
+                except (OSError, EOFError):
+                    pass
+
+        up = threading.Thread(target=upstream, daemon=True)
+        up.start()
+        try:
+            while True:
+                data = channel.recv(READ_SIZE)
+                if not data:
+                    break
+                client.sendall(data)
+                self._count("bytes_down", len(data))
+        except OSError:
+            pass
+        if channel.closed or not self.connection.is_active():
+            _close_socket(client)   # the link died: wake the upstream reader, end the connection
+        else:
+            try:
+                client.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+        up.join()
