@@ -1,0 +1,20 @@
+"""The one error type the models package raises: a stable `.code` for programs, a message for people."""
+
+from __future__ import annotations
+
+CODES = frozenset(
+    {"bad_ref", "not_found", "needs_token", "disk_full", "checksum", "offline", "not_gguf", "network", "cancelled"}
+)
+
+
+class ModelError(Exception):
+    """`str(e)` is the user-facing message naming the problem and the fix; `.code` is one of CODES."""
+
+    def __init__(self, code: str, message: str):
+        if code not in CODES:
+            raise ValueError(f"unknown ModelError code {code!r}")
+        super().__init__(message)
+        self.code = code
+
+    def to_dict(self) -> dict:
+        return {"code": self.code, "message": str(self)}
