@@ -2,17 +2,75 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+
 import click
 
-from podtui.errors import NotBuiltYet
+from podtui import paths
+from podtui.commands.ssh_options import build_connection, canonical_fingerprints
+from podtui.errors import HostKeyNotVerified, UsageProblem
+from podtui.ssh.hostkeys import parse_printed_blocks
+from podtui.ssh.target import resolve_target
+from podtui.ssh.trust import describe_pins
 
 
-@click.command(context_settings={"ignore_unknown_options": True})
+@click.command()
 @click.argument("target")
-@click.argument("rest", nargs=-1, type=click.UNPROCESSED)
-def hostkey(target: str, rest: tuple[str, ...]) -> None:
-    """Show or pin TARGET's SSH host key."""
-    raise NotBuiltYet("hostkey", 4)
+@click.option("--show", "mode", flag_value="show", default=True, help="Print TARGET's pins (default).")
+@click.option("--pin", "pin_fingerprint", metavar="SHA256:…",
+              help="Connect (key exchange only), and pin the presented key if it has this fingerprint.")
+@click.option("--from-log", "log_file", type=click.Path(allow_dash=True, path_type=Path),
+              help="Pin the keys of the last host-key block printed in this pod log ('-' reads stdin).")
+@click.option("--user", default=None, help="Login name, only used to name the target.")
+@click.option("--connect-timeout", type=float, default=10.0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def hostkey(target: str, mode: str, pin_fingerprint: str | None, log_file: Path | None,
+            user: str | None, connect_timeout: float, as_json: bool) -> None:
+    """Show or pin TARGET's SSH host key (pins live in podtui's own known_hosts).
+
+    A pin replaces TARGET's previous pins: that is how a deliberately rebuilt host is re-trusted.
+    """
+    if pin_fingerprint and log_file:
+        raise UsageProblem("--pin and --from-log both given", "use one of them")
+    resolved = resolve_target(target, user)
+    known_hosts = build_connection(target, user, None, (), False).policy.known_hosts
+    if log_file is not None:
+        text = sys.stdin.read() if str(log_file) == "-" else _read(log_file)
+        block = parse_printed_blocks(text)
+        pins = known_hosts.replace(resolved.alias, list(block.keys), verified=True)
+        action = f"pinned from the log (block printed by pod {block.pod or '?'})"
+    elif pin_fingerprint:
+        (expected,) = canonical_fingerprints((pin_fingerprint,))
+        connection = build_connection(target, user, None, (), False, connect_timeout)
+        presented = connection.probe_host_key()
+        if presented.fingerprint != expected:
+            raise HostKeyNotVerified(
+                f"{resolved.label} presented {presented.key_type} {presented.fingerprint}, "
+                f"not the expected {expected}; nothing was pinned",
+                "compare with the fingerprint the pod printed; if they differ, someone may be in the middle",
+            )
+        pins = known_hosts.replace(resolved.alias, [presented], verified=True)
+        action = "pinned (the server presented the expected key)"
+    else:
+        pins = known_hosts.pins_for(resolved.alias)
+        action = "pins" if pins else "no pins"
+    if as_json:
+        click.echo(json.dumps({"target": resolved.label, "alias": resolved.alias,
+                               "known_hosts": str(paths.known_hosts_file()), "action": action,
+                               "pins": describe_pins(pins)}))
+        return
+    click.echo(f"{resolved.label} ({resolved.alias} in {paths.known_hosts_file()}): {action}")
+    for pin in describe_pins(pins):
+        click.echo(f"  {pin['type']} {pin['fingerprint']} {'verified' if pin['verified'] else 'UNVERIFIED'}")
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError as exc:
+        raise UsageProblem(f"cannot read {path}: {exc.strerror or exc}", "check the log file's path") from None
 
 
 COMMANDS = [hostkey]

@@ -88,6 +88,19 @@ class SshConnection:
             self.transport, self.trust = transport, outcome
         return outcome
 
+    def probe_host_key(self) -> HostKey:
+        """The key the server presents, after key exchange only: no pin check, no login."""
+        transport = paramiko.Transport(self._tcp_connect())
+        try:
+            self._tune(transport)
+            transport.start_client(timeout=self.options.connect_timeout)
+            return HostKey.from_paramiko(transport.get_remote_server_key())
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise CannotConnect(f"SSH handshake with {self.target.label} failed: {exc or type(exc).__name__}",
+                                "check that TARGET is an SSH server and the port is right") from None
+        finally:
+            transport.close()
+
     def is_active(self) -> bool:
         transport = self.transport
         return transport is not None and transport.is_active()

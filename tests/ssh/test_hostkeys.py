@@ -1,0 +1,133 @@
+"""Fingerprints equal ssh-keygen's; the printed block parser survives real-world log noise."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from podtui.errors import HostKeyNotVerified
+from podtui.ssh.hostkeys import (HostKey, PrintedBlockError, format_block, normalize_fingerprint,
+                                 parse_printed_blocks)
+from podtui.ssh.known_hosts import KnownHosts
+from tests.testbed.sshd import fingerprint, generate_key
+
+
+def public_key(path: Path) -> HostKey:
+    key_type, blob = Path(f"{path}.pub").read_text().split()[:2]
+    return HostKey.from_base64(key_type, blob)
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    d = tmp_path_factory.mktemp("keys")
+    return {kind: generate_key(d / f"host_{kind}", kind) for kind in ("ed25519", "ecdsa", "rsa")}
+
+
+@pytest.mark.parametrize("kind", ["ed25519", "ecdsa", "rsa"])
+def test_fingerprint_equals_ssh_keygen(keys, kind):
+    assert public_key(keys[kind]).fingerprint == fingerprint(Path(f"{keys[kind]}.pub"))
+
+
+def test_normalize_fingerprint_accepts_padding_and_spaces_and_rejects_junk(keys):
+    fp = public_key(keys["ed25519"]).fingerprint
+    assert normalize_fingerprint(f"  {fp}=  ") == fp
+    for bad in ("MD5:aa:bb", "SHA256:not*base64", "SHA256:AAAA"):
+        with pytest.raises(ValueError):
+            normalize_fingerprint(bad)
+
+
+def block_for(keys, pod="pod-a", kinds=("ed25519", "ecdsa")):
+    return format_block(pod, [public_key(keys[k]) for k in kinds])
+
+
+def test_clean_block(keys):
+    block = parse_printed_blocks(block_for(keys))
+    assert block.pod == "pod-a"
+    assert [k.key_type for k in block.keys] == ["ssh-ed25519", "ecdsa-sha2-nistp256"]
+    assert block.keys[0] == public_key(keys["ed25519"])
+
+
+def test_noisy_log_with_prefixes_ansi_crlf_and_two_boots_takes_the_last(keys, tmp_path):
+    other = generate_key(tmp_path / "rebuilt_ed25519")
+    first = block_for(keys, pod="boot-1")
+    second = format_block("boot-2", [public_key(other)])
+
+    def decorate(text: str, boot: int) -> str:
+        out = []
+        for i, line in enumerate(text.splitlines()):
+            out.append(f"2026-11-22T10:0{boot}:{i:02d}Z \x1b[32mstdout\x1b[0m F \x1b[1m{line}\x1b[0m")
+        return "\r\n".join(out)
+
+    log = "\r\n".join([
+        "starting container", "\x1b]0;title\x07 apt noise", decorate(first, 1),
+        "sshd crashed, restarting", "some ssh-ed25519 SHA256:bogus line outside any block",
+        decorate(second, 2), "llama-server listening on 5002",
+    ])
+    block = parse_printed_blocks(log)
+    assert block.pod == "boot-2"
+    assert block.keys == (public_key(other),)
+
+
+def test_truncated_last_block_is_ignored_and_the_last_complete_one_wins(keys):
+    complete = block_for(keys, pod="boot-1")
+    truncated = "\n".join(block_for(keys, pod="boot-2").splitlines()[:2])  # BEGIN + pod only
+    block = parse_printed_blocks(complete + "noise\n" + truncated)
+    assert block.pod == "boot-1"
+
+
+def test_only_a_truncated_block_is_refused(keys):
+    truncated = "\n".join(block_for(keys).splitlines()[:-1])  # no END
+    with pytest.raises(PrintedBlockError, match="truncated") as info:
+        parse_printed_blocks(truncated)
+    assert info.value.exit_code == 3
+
+
+def test_no_block_at_all_is_refused():
+    with pytest.raises(PrintedBlockError, match="no complete host-key block"):
+        parse_printed_blocks("just\r\nsome\nlog lines\n")
+
+
+def test_tampered_fingerprint_is_refused_not_skipped(keys, tmp_path):
+    good = block_for(keys, pod="boot-1")
+    attacker = public_key(generate_key(tmp_path / "attacker"))
+    genuine_fp = public_key(keys["ed25519"]).fingerprint
+    # The attacker swaps in their key but keeps the genuine fingerprint a human would compare.
+    tampered = format_block("boot-2", [attacker]).replace(attacker.fingerprint, genuine_fp)
+    with pytest.raises(PrintedBlockError, match="tampered") as info:
+        parse_printed_blocks(good + tampered)
+    assert isinstance(info.value, HostKeyNotVerified)
+
+
+def test_blob_of_another_type_is_refused(keys):
+    ed = public_key(keys["ed25519"])
+    line = f"ecdsa-sha2-nistp256 {ed.fingerprint} {ed.base64}"
+    text = f"-----BEGIN PODTUI HOST KEYS-----\npod: x\n{line}\n-----END PODTUI HOST KEYS-----\n"
+    with pytest.raises(PrintedBlockError, match="damaged"):
+        parse_printed_blocks(text)
+
+
+def test_block_written_by_remote_agent_boot_parses(keys):
+    """Contract A from the writer's side (remote_agent/hostkey_block.py), when it exists."""
+    hostkey_block = pytest.importorskip("remote_agent.hostkey_block")
+    lines = [hostkey_block.read_public_key(Path(f"{keys[k]}.pub")).block_line() for k in ("ed25519", "ecdsa")]
+    text = "\n".join([hostkey_block.BEGIN, "pod: abc123", *lines, hostkey_block.END])
+    assert parse_printed_blocks(text).keys == (public_key(keys["ed25519"]), public_key(keys["ecdsa"]))
+
+
+def test_known_hosts_pins_round_trip_with_the_unverified_marker(keys, tmp_path):
+    path = tmp_path / "cfg" / "known_hosts"
+    path.parent.mkdir()
+    path.write_text("# kept comment\n|1|hashed= ssh-ed25519 AAAA\n")
+    store = KnownHosts(path)
+    store.replace("podtui-pod1", [public_key(keys["ed25519"])], verified=False)
+    store.replace("[10.0.0.1]:2222", [public_key(keys["ecdsa"])], verified=True)
+    assert [(p.key, p.verified) for p in store.pins_for("podtui-pod1")] == [(public_key(keys["ed25519"]), False)]
+    store.replace("podtui-pod1", [public_key(keys["ed25519"])], verified=True)
+    assert store.pins_for("podtui-pod1")[0].verified
+    text = path.read_text()
+    assert text.startswith("# kept comment\n|1|hashed= ssh-ed25519 AAAA\n")
+    assert "[10.0.0.1]:2222 ecdsa-sha2-nistp256 " in text
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert base64.b64decode(text.split()[-2]) == public_key(keys["ed25519"]).blob
