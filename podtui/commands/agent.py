@@ -1,18 +1,159 @@
-"""`podtui agent TARGET …`: drive the in-pod agent over an SSH exec channel."""
+"""`podtui agent TARGET …`: drive the in-pod agent over an SSH exec channel (`remote-agent rpc`)."""
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+from pathlib import Path
+
 import click
 
-from podtui.errors import NotBuiltYet
+from podtui.commands.ssh_options import build_connection, connection_options
+from podtui.errors import UsageProblem
+from podtui.ssh.agent_client import DEFAULT_AGENT_COMMAND, AgentClient
 
 
-@click.command(context_settings={"ignore_unknown_options": True})
+def _client(ctx: click.Context) -> AgentClient:
+    """Connect on first use (verifying the host key) and remember the client for teardown."""
+    state = ctx.obj
+    if state.get("client") is None:
+        connection = build_connection(state["target"], state["user"], state["identity"],
+                                      state["fingerprints"], state["accept_unverified"],
+                                      state["connect_timeout"])
+        outcome = connection.connect()
+        if outcome.warning:
+            click.echo(outcome.warning, err=True)
+        ctx.call_on_close(connection.close)
+        client = AgentClient(connection, state["agent_command"])
+        client.open()
+        state["client"] = client
+    return state["client"]
+
+
+def _print(value, as_json: bool, human) -> None:
+    if as_json:
+        click.echo(json.dumps(value))
+    else:
+        human(value)
+
+
+@click.group(context_settings={"allow_interspersed_args": True, "ignore_unknown_options": True})
 @click.argument("target")
-@click.argument("rest", nargs=-1, type=click.UNPROCESSED)
-def agent(target: str, rest: tuple[str, ...]) -> None:
-    """Talk to remote-agent on TARGET: status, models, swap, fit, logs."""
-    raise NotBuiltYet("agent", 4)
+@connection_options
+@click.option("--agent-command", envvar="PODTUI_AGENT_COMMAND", default=DEFAULT_AGENT_COMMAND,
+              show_default=True, help="Remote command bridging to the agent's socket.")
+@click.pass_context
+def agent(ctx: click.Context, target: str, identity: Path | None, user: str | None,
+          fingerprints: tuple[str, ...], accept_unverified: bool, connect_timeout: float,
+          agent_command: str) -> None:
+    """Talk to remote-agent on TARGET: status, models, swap, fit, logs.
+
+    Connects over SSH with the same host-key pins as `podtui tunnel` (exit 3 if not verified).
+    """
+    ctx.obj = {"target": target, "user": user, "identity": identity, "fingerprints": fingerprints,
+               "accept_unverified": accept_unverified, "connect_timeout": connect_timeout,
+               "agent_command": agent_command, "client": None}
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def _human_status(status: dict) -> None:
+    rows = [("state", status.get("state")), ("engine", status.get("engine")),
+            ("model", status.get("model")), ("ctx", status.get("ctx")), ("port", status.get("port")),
+            ("pid", status.get("pid")), ("uptime_s", status.get("uptime_s")),
+            ("models_dir", status.get("models_dir")), ("disk_free_bytes", status.get("disk_free_bytes")),
+            ("version", status.get("version"))]
+    for name, value in rows:
+        click.echo(f"{name:<16}{'-' if value is None else value}")
+    error = status.get("last_error")
+    if error:
+        click.echo(f"{'last_error':<16}{error.get('kind')}: {error.get('message')}")
+    for gpu in status.get("gpus") or []:
+        click.echo(f"{'gpu':<16}{gpu.get('name')} {gpu.get('memory_free_mib')}/{gpu.get('memory_total_mib')} MiB free")
+
+
+@agent.command()
+@json_option
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Engine state, model, context, port and last error."""
+    _print(_client(ctx).call("status"), as_json, _human_status)
+
+
+@agent.command()
+@json_option
+@click.pass_context
+def models(ctx: click.Context, as_json: bool) -> None:
+    """Models on the pod's disk."""
+    def human(items: list) -> None:
+        if not items:
+            click.echo("no models on disk")
+        for m in items:
+            size = (m.get("size_bytes") or 0) / 2**30
+            click.echo(f"{m.get('name')}  {size:.2f} GiB  {m.get('quant') or '-'}  ctx {m.get('trained_ctx') or '-'}")
+    _print(_client(ctx).call("models.list"), as_json, human)
+
+
+def _progress_printer(as_json: bool):
+    def on_event(kind: str, data: dict) -> None:
+        click.echo(json.dumps({"event": kind, "data": data}) if as_json else f"[{kind}] {_one_line(data)}",
+                   err=True)
+    return on_event
+
+
+def _one_line(data: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in data.items())
+
+
+@agent.command()
+@click.argument("model")
+@click.option("--ctx", "ctx_value", default=None, help="Context size: a number, or `auto` to fit the memory.")
+@json_option
+@click.pass_context
+def swap(ctx: click.Context, model: str, ctx_value: str | None, as_json: bool) -> None:
+    """Hot-swap the served model (the old one keeps serving if the new one fails)."""
+    params: dict = {"model": model}
+    if ctx_value is not None:
+        if ctx_value != "auto" and not str(ctx_value).isdigit():
+            raise UsageProblem(f"--ctx {ctx_value!r} is neither a number nor auto", "use --ctx 8192 or --ctx auto")
+        params["ctx"] = ctx_value if ctx_value == "auto" else int(ctx_value)
+    result = _client(ctx).call("engine.swap", params, on_event=_progress_printer(as_json), timeout=None)
+    _print(result, as_json, _human_status)
+
+
+@agent.command()
+@json_option
+@click.pass_context
+def fit(ctx: click.Context, as_json: bool) -> None:
+    """Search the largest context that fits the pod's memory."""
+    result = _client(ctx).call("fit.search", {}, on_event=_progress_printer(as_json), timeout=None)
+    _print(result, as_json, lambda r: click.echo(json.dumps(r, indent=2)))
+
+
+@agent.command()
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
+@click.option("-n", "lines", type=click.IntRange(0, 100000), default=100, show_default=True)
+@click.option("--source", type=click.Choice(["engine", "agent", "all"]), default="all", show_default=True)
+@json_option
+@click.pass_context
+def logs(ctx: click.Context, follow: bool, lines: int, source: str, as_json: bool) -> None:
+    """The engine's and agent's log lines."""
+    events = _client(ctx).stream("logs.tail", {"n": lines, "follow": follow, "source": source})
+    try:
+        for kind, data in events:
+            if kind != "log":
+                continue
+            if as_json:
+                click.echo(json.dumps(data))
+            else:
+                click.echo(f"{data.get('source', '?'):<6} {data.get('line', '')}")
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        events.close()  # sends cancel when following
 
 
 COMMANDS = [agent]

@@ -1,0 +1,204 @@
+"""Client of the in-pod agent over an SSH exec channel running `remote-agent rpc`.
+
+paramiko cannot open a remote Unix socket (no streamlocal forwarding), so the agent's socket is
+reached through the bridge command, which copies lines between its stdio and the socket. The
+channel carries the JSON-lines protocol of remote_agent/protocol.py: requests, results/errors,
+stream events, cancel. One reader thread routes every incoming message to the waiting request by
+id, so several calls (a log follower and a status poll, say) can share one channel.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from remote_agent import protocol
+
+from podtui.errors import PodtuiError
+from podtui.ssh.connection import SshConnection
+
+DEFAULT_AGENT_COMMAND = "remote-agent rpc"
+_CLOSED = object()
+
+
+class AgentError(PodtuiError):
+    """The agent answered a request with an error; `code` is the protocol's error code."""
+
+    def __init__(self, code: str, message: str, fix: str = "") -> None:
+        super().__init__(f"agent: {message} ({code})", fix)
+        self.code = code
+        self.message = message
+
+
+class AgentUnavailable(PodtuiError):
+    """The bridge command did not greet: the daemon is not running, or the command is wrong."""
+
+
+class AgentClient:
+    def __init__(self, connection: SshConnection, command: str = DEFAULT_AGENT_COMMAND,
+                 hello_timeout: float = 15.0) -> None:
+        self.connection = connection
+        self.command = command
+        self.hello_timeout = hello_timeout
+        self.hello: dict | None = None
+        self._channel = None
+        self._ids = itertools.count(1)
+        self._waiting: dict[Any, queue.Queue] = {}
+        self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._greeting: queue.Queue = queue.Queue()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def open(self) -> dict:
+        self._channel = self.connection.open_exec(self.command)
+        threading.Thread(target=self._read_loop, daemon=True, name="podtui-agent-reader").start()
+        try:
+            hello = self._greeting.get(timeout=self.hello_timeout)
+        except queue.Empty:
+            hello = None
+        if not isinstance(hello, dict) or hello.get("hello") != "remote-agent":
+            raise AgentUnavailable(
+                f"`{self.command}` on {self.connection.target.label} did not greet as remote-agent"
+                + (f": {self._stderr_tail()}" if self._stderr_tail() else ""),
+                "start the daemon in the pod (`remote-agent daemon`), or set the bridge command with "
+                "--agent-command / PODTUI_AGENT_COMMAND",
+            )
+        if hello.get("protocol") != protocol.PROTOCOL_VERSION:
+            raise AgentUnavailable(
+                f"the agent speaks protocol {hello.get('protocol')}, podtui speaks {protocol.PROTOCOL_VERSION}",
+                "update podtui or the pod's image so both match")
+        self.hello = hello
+        return hello
+
+    def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+
+    def __enter__(self) -> "AgentClient":
+        self.open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- requests ----------------------------------------------------------------------------
+    def call(self, method: str, params: dict | None = None,
+             on_event: Callable[[str, dict], None] | None = None, timeout: float | None = 120.0) -> Any:
+        """Send one request; deliver its stream events to on_event; return its result."""
+        request_id, inbox = self._send_request(method, params)
+        try:
+            while True:
+                message = self._next(inbox, timeout, method)
+                if "event" in message:
+                    if on_event:
+                        on_event(message["event"], message.get("data") or {})
+                    continue
+                return self._result_of(message)
+        finally:
+            self._forget(request_id)
+
+    def stream(self, method: str, params: dict | None = None) -> Iterator[tuple[str, dict]]:
+        """Events of a long request (logs follow) as (kind, data); closing the iterator cancels it.
+        The final result ends the iteration."""
+        request_id, inbox = self._send_request(method, params)
+        finished = False
+        try:
+            while True:
+                message = self._next(inbox, None, method)
+                if "event" in message:
+                    yield message["event"], message.get("data") or {}
+                    continue
+                finished = True
+                self._result_of(message)
+                return
+        finally:
+            if not finished:
+                self.cancel(request_id)
+                self._drain_until_final(inbox)
+            self._forget(request_id)
+
+    def cancel(self, request_id: Any) -> None:
+        self._send({"method": "cancel", "params": {"id": request_id}})
+
+    # -- internals ---------------------------------------------------------------------------
+    def _send_request(self, method: str, params: dict | None) -> tuple[int, queue.Queue]:
+        if self._channel is None:
+            self.open()
+        request_id = next(self._ids)
+        inbox: queue.Queue = queue.Queue()
+        with self._lock:
+            self._waiting[request_id] = inbox
+        self._send({"id": request_id, "method": method, "params": params or {}})
+        return request_id, inbox
+
+    def _send(self, message: dict) -> None:
+        with self._send_lock:
+            try:
+                self._channel.sendall(protocol.encode(message))
+            except OSError as exc:
+                raise AgentUnavailable(f"the agent channel closed: {exc}", "run the command again") from None
+
+    def _next(self, inbox: queue.Queue, timeout: float | None, method: str) -> dict:
+        try:
+            message = inbox.get(timeout=timeout)
+        except queue.Empty:
+            raise AgentError("timeout", f"no answer to {method} within {timeout:.0f} s",
+                             "check the agent's log (`podtui agent TARGET logs`)") from None
+        if message is _CLOSED:
+            raise AgentUnavailable(f"the agent channel closed during {method}"
+                                   + (f": {self._stderr_tail()}" if self._stderr_tail() else ""),
+                                   "check that the daemon is still running in the pod")
+        return message
+
+    @staticmethod
+    def _result_of(message: dict) -> Any:
+        if "error" in message:
+            error = message["error"] or {}
+            raise AgentError(str(error.get("code", "error")), str(error.get("message", "failed")))
+        return message.get("result")
+
+    def _drain_until_final(self, inbox: queue.Queue, timeout: float = 5.0) -> None:
+        try:
+            while True:
+                message = inbox.get(timeout=timeout)
+                if message is _CLOSED or "event" not in message:
+                    return
+        except queue.Empty:
+            return
+
+    def _forget(self, request_id: Any) -> None:
+        with self._lock:
+            self._waiting.pop(request_id, None)
+
+    def _read_loop(self) -> None:
+        reader = self._channel.makefile("rb")
+        try:
+            for line in reader:
+                try:
+                    message = protocol.decode_line(line)
+                except protocol.ProtocolError:
+                    continue  # a stray non-JSON line (a shell banner) is not ours to answer
+                if "hello" in message:
+                    self._greeting.put(message)
+                    continue
+                with self._lock:
+                    inbox = self._waiting.get(message.get("id"))
+                if inbox is not None:
+                    inbox.put(message)
+        except OSError:
+            pass
+        finally:
+            self._greeting.put(None)
+            with self._lock:
+                inboxes = list(self._waiting.values())
+            for inbox in inboxes:
+                inbox.put(_CLOSED)
+
+    def _stderr_tail(self) -> str:
+        channel = self._channel
+        if channel is None or not channel.recv_stderr_ready():
+            return ""
+        return channel.recv_stderr(4096).decode(errors="replace").strip()[-400:]

@@ -1,0 +1,109 @@
+"""`podtui agent` over the real sshd: an exec channel speaking the agent protocol.
+
+Until `remote-agent daemon`/`rpc` land, the remote command is tests/ssh/agent_double.py (a protocol
+double, see its docstring); the end-to-end test against the real daemon skips until it exists.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.ssh.conftest import PODTUI, run_podtui
+from tests.testbed.sshd import have_sshd
+
+pytestmark = [pytest.mark.skipif(not have_sshd(), reason="needs openssh-server"),
+              pytest.mark.timeout(60)]
+
+DOUBLE = Path(__file__).with_name("agent_double.py")
+
+
+@pytest.fixture
+def agent_args(sshd, client_key):
+    return ["agent", f"root@127.0.0.1:{sshd.port}", "-i", str(client_key),
+            "--fingerprint", sshd.host_fingerprint, "--agent-command", f"{sys.executable} {DOUBLE}"]
+
+
+def test_status_json_and_human(agent_args, podtui_env):
+    out = run_podtui(podtui_env, *agent_args, "status", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["state"] == "ready"
+    out = run_podtui(podtui_env, *agent_args, "status")
+    assert "model           tiny-a.gguf" in out.stdout
+
+
+def test_models_and_swap_with_progress_events(agent_args, podtui_env):
+    out = run_podtui(podtui_env, *agent_args, "models", "--json")
+    assert json.loads(out.stdout)[0]["name"] == "tiny-a.gguf"
+    out = run_podtui(podtui_env, *agent_args, "swap", "tiny-b.gguf", "--ctx", "4096", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["model"] == "tiny-b.gguf"
+    events = [json.loads(line) for line in out.stderr.splitlines()]
+    assert [e["event"] for e in events] == ["progress", "progress", "state"]
+
+
+def test_agent_errors_are_reported_with_their_code(agent_args, podtui_env):
+    out = run_podtui(podtui_env, *agent_args, "swap", "broken.gguf")
+    assert out.returncode == 1
+    assert "rolled back to tiny-a.gguf" in out.stderr and "bad_model" in out.stderr
+    out = run_podtui(podtui_env, *agent_args, "swap", "x", "--ctx", "huge")
+    assert out.returncode == 2
+
+
+def test_logs_tail_and_follow_until_ctrl_c(agent_args, podtui_env):
+    out = run_podtui(podtui_env, *agent_args, "logs", "-n", "3", "--json")
+    assert [json.loads(l)["line"] for l in out.stdout.splitlines()] == ["old line 0", "old line 1", "old line 2"]
+    proc = subprocess.Popen([PODTUI, *agent_args, "logs", "-f"], env=podtui_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    first = [proc.stdout.readline() for _ in range(3)]
+    assert first[2].split() == ["engine", "line", "2"]
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(10) == 0
+
+
+def test_host_key_rules_apply_to_the_agent_too(sshd, client_key, podtui_env):
+    out = run_podtui(podtui_env, "agent", f"root@127.0.0.1:{sshd.port}", "-i", str(client_key),
+                     "--agent-command", f"{sys.executable} {DOUBLE}", "status")
+    assert out.returncode == 3 and "first contact" in out.stderr
+
+
+def test_missing_agent_is_a_clear_error(sshd, client_key, podtui_env):
+    out = run_podtui(podtui_env, "agent", f"root@127.0.0.1:{sshd.port}", "-i", str(client_key),
+                     "--fingerprint", sshd.host_fingerprint, "--agent-command", "false", "status")
+    assert out.returncode == 1
+    assert "did not greet" in out.stderr and "remote-agent daemon" in out.stderr
+
+
+def _daemon_is_built() -> bool:
+    out = subprocess.run([sys.executable, "-m", "remote_agent", "daemon", "--help"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    probe = subprocess.run([sys.executable, "-c", "import remote_agent.daemon, remote_agent.bridge"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return out.returncode == 0 and probe.returncode == 0
+
+
+@pytest.mark.skipif(not _daemon_is_built(), reason="remote-agent daemon/rpc not built yet (issue #3)")
+def test_status_from_the_real_daemon_through_sshd(sshd, client_key, podtui_env, tmp_path):
+    socket_path = tmp_path / "agent.sock"
+    daemon = subprocess.Popen([sys.executable, "-m", "remote_agent", "daemon", "--socket", str(socket_path),
+                               "--state-dir", str(tmp_path / "state"), "--models-dir", str(tmp_path / "models")],
+                              start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 15
+        while not socket_path.exists():
+            assert time.monotonic() < deadline and daemon.poll() is None, "daemon did not create its socket"
+            time.sleep(0.05)
+        out = run_podtui(podtui_env, "agent", f"root@127.0.0.1:{sshd.port}", "-i", str(client_key),
+                         "--fingerprint", sshd.host_fingerprint, "--agent-command",
+                         f"{sys.executable} -m remote_agent rpc --socket {socket_path}", "status", "--json")
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["state"] in ("stopped", "starting", "ready", "failed", "paused")
+    finally:
+        from tests.testbed.procs import stop_process
+        stop_process(daemon)
