@@ -1,30 +1,131 @@
-"""The podtui Textual application (main screen). One factory builds it for the CLI and tests."""
+"""The podtui Textual application. One factory, `build_app`, builds it for the CLI and the tests.
+
+All blocking work (provider APIs, SSH, the agent) runs through `PodtuiApp.run_service`: a worker
+that awaits a daemon thread. Results and failures come back as `Worker.StateChanged`, handled by
+ONE method here: failures become an error dialog with the fix, results go to the callback the
+caller named. Screens never catch exceptions themselves.
+"""
 
 from __future__ import annotations
 
-from textual.app import App, ComposeResult
-from textual.widgets import DataTable, Footer, Header, Static
+import logging
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
 
-POD_COLUMNS = ("name", "provider", "status", "GPU", "$/hr", "uptime", "model", "ctx", "engine", "tunnel")
+from textual import on
+from textual.app import App
+from textual.worker import Worker, WorkerState
+
+from podtui import paths
+from podtui.tui.background import in_daemon_thread
+from podtui.tui.line_source import LineFollower
+from podtui.tui.log_buffer import DEFAULT_CAPACITY
+from podtui.tui.screens.error_dialog import ErrorDialog
+from podtui.tui.screens.help import HelpScreen
+from podtui.tui.screens.logs import LogsScreen
+from podtui.tui.screens.main import MainScreen
+from podtui.tui.services import TuiServices, describe_error
+
+activity = logging.getLogger("podtui.tui")
 
 
-class PodtuiApp(App):
+class PodtuiApp(App[None]):
     TITLE = "podtui"
-    BINDINGS = [("q", "quit", "Quit")]
+    CSS_PATH = "app.tcss"
+    BINDINGS = [("question_mark", "help", "Help")]
 
-    def compose(self) -> ComposeResult:
-        yield Header()
-        table = DataTable(id="pods", cursor_type="row")
-        table.add_columns(*POD_COLUMNS)
-        yield table
-        yield Static(
-            "No pod providers are wired in yet: Runpod, SSH hosts and the local pod arrive with "
-            "issue #6. The CLI verbs `podtui tunnel`, `podtui hostkey` and `podtui agent` are the "
-            "way in meanwhile (`podtui --help`).",
-            id="notice",
-        )
-        yield Footer()
+    def __init__(self, services: TuiServices, *, refresh_seconds: float = 5.0,
+                 log_capacity: int = DEFAULT_CAPACITY, save_dir: Path | None = None,
+                 activity_log: Path | None = None) -> None:
+        super().__init__()
+        self.services = services
+        self.refresh_seconds = refresh_seconds
+        self.log_capacity = log_capacity
+        self.save_dir = save_dir
+        self.activity_log = activity_log
+        self._on_done: dict[Worker, Callable[[Any], None]] = {}
+        self._on_error: dict[Worker, Callable[[str, str], None]] = {}
+        self._log_handler: logging.Handler | None = None
+        self.errors_shown: list[tuple[str, str]] = []   # (title, fix), newest last
+
+    def on_mount(self) -> None:
+        self._open_activity_log()
+        activity.info("podtui started")
+        self.push_screen(MainScreen())
+
+    def on_unmount(self) -> None:
+        if self._log_handler:
+            activity.removeHandler(self._log_handler)
+            self._log_handler.close()
+
+    def _open_activity_log(self) -> None:
+        if self.activity_log is None:
+            return
+        try:
+            self.activity_log.parent.mkdir(parents=True, exist_ok=True)
+            handler = logging.FileHandler(self.activity_log, encoding="utf-8")
+        except OSError as exc:   # a read-only state dir must not stop the UI
+            self.notify(f"cannot write the activity log: {exc}", severity="warning")
+            return
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        activity.addHandler(handler)
+        activity.setLevel(logging.INFO)
+        self._log_handler = handler
+
+    # ---- background calls ----------------------------------------------------------------------
+    def run_service(self, call: Callable[..., Any], *args: Any, name: str, group: str,
+                    on_done: Callable[[Any], None] | None = None,
+                    on_error: Callable[[str, str], None] | None = None,
+                    exclusive: bool = False, **kwargs: Any) -> Worker:
+        """Run a blocking service call off the event loop; `on_done(result)` runs on the UI
+        thread when it succeeds. A failure opens the error dialog, or, where the caller shows
+        failures in place (the refresh line, the swap dialog), goes to `on_error(title, fix)`."""
+        bound = partial(call, *args, **kwargs)
+        worker = self.run_worker(in_daemon_thread(bound, name=name), name=name, group=group,
+                                 exit_on_error=False, exclusive=exclusive)
+        if on_done is not None:
+            self._on_done[worker] = on_done
+        if on_error is not None:
+            self._on_error[worker] = on_error
+        return worker
+
+    @on(Worker.StateChanged)
+    def worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if event.state not in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
+            return
+        on_done = self._on_done.pop(worker, None)
+        on_error = self._on_error.pop(worker, None)
+        if event.state == WorkerState.SUCCESS and on_done is not None:
+            on_done(worker.result)
+        elif event.state == WorkerState.ERROR:
+            title, fix = describe_error(worker.error)
+            activity.warning("%s failed: %s (fix: %s)", worker.name, title, fix)
+            if on_error is not None:
+                on_error(title, fix)
+            else:
+                self.show_error(title, fix, context=worker.name)
+
+    def show_error(self, title: str, fix: str, *, context: str = "") -> None:
+        self.errors_shown.append((title, fix))
+        self.push_screen(ErrorDialog(title, fix, context=context))
+
+    # ---- navigation ----------------------------------------------------------------------------
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def open_logs(self, source: LineFollower) -> None:
+        self.push_screen(LogsScreen(source, capacity=self.log_capacity, save_dir=self.save_dir))
 
 
-def build_app() -> PodtuiApp:
-    return PodtuiApp()
+def build_app(services: TuiServices | None = None, **options: Any) -> PodtuiApp:
+    """The app, for the CLI (real services) and the tests (test-bed-backed services)."""
+    if services is None:
+        from podtui.tui.wiring import default_services
+
+        services = default_services()
+        options.setdefault("activity_log", paths.log_dir() / "podtui.log")
+    return PodtuiApp(services, **options)

@@ -1,0 +1,1 @@
+"""One screen a module; each has its .tcss beside it."""

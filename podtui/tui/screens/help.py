@@ -1,0 +1,41 @@
+"""`?`: every key of the main screen and the logs screen, in one list."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+MAIN_KEYS = [
+    ("n", "launch a pod"), ("s", "stop the pod (keeps its volume)"), ("r", "resume a stopped pod"),
+    ("D", "terminate (type the pod's name to confirm)"), ("t", "tunnel on/off"),
+    ("v", "verify and pin the host key"), ("m", "swap the model"), ("c", "context fit"),
+    ("l", "logs (podtui's own log when no pod is selected)"), ("enter", "pod details"),
+    ("/", "filter pods"), ("?", "this help"), ("q", "quit"),
+]
+LOG_KEYS = [
+    ("space", "pause / follow"), ("/", "filter (!text hides lines containing text)"),
+    ("x", "keep context: show lines around matches"), ("w", "wrap long lines"),
+    ("s", "save the shown lines to a file"), ("g / G", "top / end (end resumes following)"),
+    ("escape", "back"),
+]
+
+
+def _table(keys: list[tuple[str, str]]) -> str:
+    return "\n".join(f"  {key:<7} {what}" for key, what in keys)
+
+
+class HelpScreen(ModalScreen[None]):
+    CSS_PATH = "dialogs.tcss"
+    BINDINGS = [Binding("escape,q,question_mark", "close", "Close")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Static("Keys", classes="dialog-title")
+            yield Static("Main screen\n" + _table(MAIN_KEYS) + "\n\nLogs screen\n" +
+                         _table(LOG_KEYS), markup=False, id="help-text")
+
+    def action_close(self) -> None:
+        self.dismiss(None)

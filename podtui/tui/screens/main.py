@@ -1,0 +1,181 @@
+"""The main screen: every provider's pods, what they cost, and the keys to act on them."""
+
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Static
+
+from podtui.tui.screens.confirm_terminate import ConfirmTerminate
+from podtui.tui.screens.details import PodDetails
+from podtui.tui.services import PodListing, PodRow
+from podtui.tui.widgets.pod_table import PodTable, summary_text
+
+
+class MainScreen(Screen[None]):
+    CSS_PATH = "main.tcss"
+    BINDINGS = [
+        Binding("n", "launch", "Launch"),
+        Binding("s", "stop", "Stop"),
+        Binding("r", "resume", "Resume"),
+        Binding("D", "terminate", "Terminate"),
+        Binding("t", "tunnel", "Tunnel"),
+        Binding("v", "verify", "Verify key"),
+        Binding("m", "swap", "Swap model"),
+        Binding("c", "fit", "Ctx fit"),
+        Binding("l", "logs", "Logs"),
+        Binding("enter", "details", "Details", show=False),
+        Binding("slash", "filter", "Filter"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("question_mark", "app.help", "Help"),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listing = PodListing()
+        self.refreshing = False
+        self.refreshed_once = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield PodTable(id="pods")
+        yield Input(placeholder="filter pods (name, provider, status, GPU, model); "
+                                "enter keeps it, escape clears", id="pod-filter")
+        yield Static("loading pods…", id="summary", markup=False)
+        yield Footer()
+
+    @property
+    def table(self) -> PodTable:
+        return self.query_one(PodTable)
+
+    def on_mount(self) -> None:
+        self.query_one("#pod-filter").display = False
+        self.table.focus()
+        self.refresh_pods()
+        self.set_interval(self.app.refresh_seconds, self.refresh_pods)
+
+    # ---- live refresh --------------------------------------------------------------------------
+    def refresh_pods(self) -> None:
+        """Ask every provider for its pods, in the background. A stalled provider never blocks
+        the keys, and refreshes do not pile up behind it."""
+        if self.refreshing:
+            return
+        self.refreshing = True
+        self.app.run_service(self.app.services.list_pods, name="list pods",
+                             group="pods-refresh", on_done=self.pods_listed,
+                             on_error=self.listing_failed)
+
+    def listing_failed(self, title: str, fix: str) -> None:
+        # Shown in the summary line, not as a dialog: a refresh every few seconds must not stack
+        # dialogs while a provider is down.
+        self.refreshing = False
+        self.query_one("#summary", Static).update(f"⚠ listing pods failed: {title}"
+                                                  + (f" — {fix}" if fix else ""))
+
+    def pods_listed(self, listing: PodListing) -> None:
+        self.refreshing = False
+        self.refreshed_once = True
+        self.listing = listing
+        self.show_listing()
+
+    def show_listing(self) -> None:
+        field = self.query_one("#pod-filter", Input)
+        self.table.show(self.listing.rows, field.value if field.display else "")
+        self.query_one("#summary", Static).update(summary_text(self.listing.rows,
+                                                               self.listing.problems))
+
+    # ---- filter --------------------------------------------------------------------------------
+    def action_filter(self) -> None:
+        field = self.query_one("#pod-filter", Input)
+        field.display = True
+        field.focus()
+
+    @on(Input.Changed, "#pod-filter")
+    def filter_changed(self) -> None:
+        self.show_listing()
+
+    @on(Input.Submitted, "#pod-filter")
+    def filter_submitted(self) -> None:
+        self.table.focus()
+
+    def action_clear_filter(self) -> None:
+        field = self.query_one("#pod-filter", Input)
+        field.value = ""
+        field.display = False
+        self.table.focus()
+        self.show_listing()
+
+    # ---- pod actions ---------------------------------------------------------------------------
+    def selected_pod(self) -> PodRow | None:
+        row = self.table.selected
+        if row is None:
+            self.notify("Select a pod first (no pod is listed or none is selected).",
+                        severity="warning")
+        return row
+
+    def _act(self, verb: str, call, row: PodRow) -> None:
+        self.notify(f"{verb} {row.name}…")
+        self.app.run_service(call, row.key, name=f"{verb} {row.name}", group="pod-action",
+                             on_done=self._action_done)
+
+    def _action_done(self, text: str) -> None:
+        self.notify(str(text))
+        self.refresh_pods()
+
+    def action_stop(self) -> None:
+        if row := self.selected_pod():
+            self._act("stop", self.app.services.stop, row)
+
+    def action_resume(self) -> None:
+        if row := self.selected_pod():
+            self._act("resume", self.app.services.resume, row)
+
+    def action_tunnel(self) -> None:
+        if row := self.selected_pod():
+            self._act("tunnel", self.app.services.toggle_tunnel, row)
+
+    def action_fit(self) -> None:
+        if row := self.selected_pod():
+            self._act("context fit", self.app.services.context_fit, row)
+
+    def action_terminate(self) -> None:
+        row = self.selected_pod()
+        if row is None:
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._act("terminate", self.app.services.terminate, row)
+
+        self.app.push_screen(ConfirmTerminate(row.name), confirmed)
+
+    def action_details(self) -> None:
+        if row := self.selected_pod():
+            self.app.push_screen(PodDetails(row))
+
+    def on_data_table_row_selected(self, event: PodTable.RowSelected) -> None:
+        self.action_details()
+
+    def action_logs(self) -> None:
+        row = self.table.selected
+        self.app.open_logs(self.app.services.log_follower(row.key if row else None))
+
+    def action_verify(self) -> None:
+        from podtui.tui.flows import verify_host_key
+
+        if row := self.selected_pod():
+            verify_host_key(self.app, row)
+
+    def action_swap(self) -> None:
+        from podtui.tui.flows import swap_model
+
+        if row := self.selected_pod():
+            swap_model(self.app, row)
+
+    def action_launch(self) -> None:
+        from podtui.tui.flows import launch_pod
+
+        launch_pod(self.app)
