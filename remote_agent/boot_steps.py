@@ -104,8 +104,8 @@ def _generate(cfg: BootConfig, kind: str, key: Path, extra: tuple[str, ...]) -> 
 
 def ensure_host_keys(cfg: BootConfig, rep: Reporter) -> list[HostPublicKey]:
     """Keep the host keys on the volume, generating each one only when it is missing."""
-    if not cfg.volume_dir.is_dir():
-        rep.warn(f"no volume at {cfg.volume_dir}: host keys are kept in the container disk, so "
+    if not os.path.ismount(cfg.volume_dir):
+        rep.warn(f"no volume mounted at {cfg.volume_dir}: host keys are kept in the container disk, so "
                  "they change after a stop/resume and podtui will ask you to re-verify; attach a "
                  f"volume at {cfg.volume_dir} (or set REMOTE_AGENT_HOST_KEY_DIR) to keep them")
     keys: list[HostPublicKey] = []
