@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from remote_agent import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from remote_agent.settings import add_daemon_arguments
+
     parser = argparse.ArgumentParser(
         prog="remote-agent",
         description="The podtui agent inside a pod: supervises the model engine, downloads and "
@@ -19,16 +22,28 @@ def build_parser() -> argparse.ArgumentParser:
     boot = sub.add_parser("boot", help="image entrypoint: host keys, fingerprints, sshd, daemon")
     boot.add_argument("--dry-run", action="store_true", help="print every step, change nothing")
     daemon = sub.add_parser("daemon", help="serve the agent on a Unix socket (mode 0600)")
-    daemon.add_argument("--socket")
-    daemon.add_argument("--state-dir")
-    daemon.add_argument("--models-dir")
+    add_daemon_arguments(daemon)
     rpc = sub.add_parser("rpc", help="bridge stdin/stdout to the daemon's socket (used over SSH)")
-    rpc.add_argument("--socket")
+    rpc.add_argument("--socket", help="the daemon's socket (env REMOTE_AGENT_SOCKET; default as for the daemon)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    issue = {"boot": 5, "daemon": 3, "rpc": 3}[args.command]
-    print(f"remote-agent {args.command} is not built yet (issue #{issue})", file=sys.stderr)
+    if args.command == "daemon":
+        from remote_agent.daemon import run_daemon
+        from remote_agent.settings import SettingsError, settings_from
+
+        try:
+            settings = settings_from(args)
+        except SettingsError as exc:
+            print(f"remote-agent daemon: {exc}", file=sys.stderr)
+            sys.exit(2)
+        sys.exit(run_daemon(settings, autostart=not args.no_autostart))
+    if args.command == "rpc":
+        from remote_agent.bridge import run_bridge
+        from remote_agent.paths import default_socket_path
+
+        sys.exit(run_bridge(Path(args.socket) if args.socket else default_socket_path()))
+    print(f"remote-agent {args.command} is not built yet (issue #5)", file=sys.stderr)
     sys.exit(1)

@@ -1,0 +1,170 @@
+"""The agent's methods: status, engine start/stop/swap, models, logs. The daemon module owns the
+socket; this module owns what each request does."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shlex
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from remote_agent import __version__
+from remote_agent.ctx_choice import choose_ctx
+from remote_agent.engines.base import EngineConfig, EngineFailure
+from remote_agent.logbuf import SOURCES, LogBuffer
+from remote_agent.settings import AgentSettings
+from remote_agent.state import StateStore
+from remote_agent.status import cached_gpus, disk_free_bytes
+from remote_agent.supervisor import EngineSupervisor
+
+Emit = Callable[[str, dict], None]
+PROGRESS_INTERVAL_S = 0.1  # download progress is merged to at most ten events a second
+log = logging.getLogger("remote_agent.agent")
+
+
+class RequestError(Exception):
+    """A request the agent refuses; `code` goes on the wire."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Agent:
+    def __init__(self, settings: AgentSettings, logbuf: LogBuffer) -> None:
+        self.settings = settings
+        self.logbuf = logbuf
+        self.state = StateStore(settings.state_dir)
+        self.supervisor = EngineSupervisor(
+            logbuf, bin_dir=settings.bin_dir, address_space_limit=settings.address_space_limit,
+            timings=settings.timings, on_ready=self._remember_good, on_stopped=self._remember_stopped)
+
+    # ---- persistence -------------------------------------------------------------------------
+    def _remember_good(self, config: EngineConfig) -> None:
+        self.state.save({"last_good": config.to_dict(), "running": True, "boot_model": self.settings.model})
+        try:
+            from remote_agent.models import store
+            store.mark_used(Path(config.model_path))
+        except Exception as exc:  # a usage timestamp is not worth failing a start over
+            log.warning("could not record last use of %s: %s", config.model_path, exc)
+
+    def _remember_stopped(self) -> None:
+        saved = self.state.load() or {}
+        self.state.save({**saved, "running": False, "boot_model": self.settings.model})
+
+    async def boot(self) -> None:
+        """At daemon start: restore the last good config, or start MODEL. A changed MODEL in the pod's
+        environment means the person asked for another model, so it wins over the saved one."""
+        saved = self.state.load()
+        if saved and saved.get("last_good") and saved.get("boot_model") == self.settings.model:
+            if not saved.get("running", True):
+                log.info("the engine was stopped on purpose before the daemon restarted; leaving it stopped")
+                return
+            config = EngineConfig.from_dict(saved["last_good"])
+            log.info("restoring the last good config: %s with %s", config.engine, config.model)
+            await self.supervisor.autostart(config)
+            return
+        if not self.settings.model:
+            log.info("no MODEL set and no saved config: waiting for engine.start")
+            return
+        log.info("starting MODEL=%s", self.settings.model)
+        try:
+            config = await self.engine_config({"model": self.settings.model}, lambda kind, data: None)
+        except (RequestError, EngineFailure) as exc:
+            await self.supervisor.report_failure(EngineFailure(getattr(exc, "code", "bad_model"), str(exc)))
+            return
+        except Exception as exc:  # ModelError and friends
+            code = getattr(exc, "code", "internal")
+            await self.supervisor.report_failure(EngineFailure(code, str(exc)))
+            return
+        await self.supervisor.autostart(config)
+
+    # ---- methods -------------------------------------------------------------------------------
+    async def status(self, params: dict, emit: Emit) -> dict:
+        gpus = await asyncio.to_thread(cached_gpus)
+        return {
+            **self.supervisor.snapshot(),
+            "port": self.settings.port,
+            "models_dir": str(self.settings.models_dir),
+            "disk_free_bytes": disk_free_bytes(self.settings.models_dir),
+            "version": __version__,
+            "gpus": gpus,
+        }
+
+    async def engine_start(self, params: dict, emit: Emit) -> dict:
+        config = await self.engine_config(params, emit)
+        await self.supervisor.start(config, emit)
+        return await self.status({}, emit)
+
+    async def engine_swap(self, params: dict, emit: Emit) -> dict:
+        started = time.monotonic()
+        config = await self.engine_config(params, emit)
+        await self.supervisor.swap(config, emit)
+        return {**await self.status({}, emit), "swap_s": round(time.monotonic() - started, 3)}
+
+    async def engine_stop(self, params: dict, emit: Emit) -> dict:
+        await self.supervisor.stop(emit)
+        return await self.status({}, emit)
+
+    async def models_list(self, params: dict, emit: Emit) -> list[dict]:
+        from remote_agent.models import store
+        return await asyncio.to_thread(store.list_models, self.settings.models_dir)
+
+    async def models_delete(self, params: dict, emit: Emit) -> dict:
+        from remote_agent.models import store
+        name = params["name"]
+        serving = self.supervisor.config if self.supervisor.state not in ("stopped",) else None
+        if serving is not None:
+            target = store.inside(self.settings.models_dir, name).resolve()
+            in_use = {p.resolve() for p in store.split_parts(Path(serving.model_path))}
+            if target in in_use:
+                raise RequestError("in_use", f"{name} is the engine's model ({serving.model}); swap to another "
+                                   "model or stop the engine before deleting it")
+        return await asyncio.to_thread(store.delete_model, self.settings.models_dir, name)
+
+    # ---- helpers -------------------------------------------------------------------------------
+    async def engine_config(self, params: dict, emit: Emit) -> EngineConfig:
+        s = self.settings
+        engine = params.get("engine") or s.engine
+        model_path = await self.resolve(params["model"], emit)
+        ctx = await choose_ctx(params.get("ctx"), s.env_ctx, model_path=model_path, engine=engine,
+                               on_progress=lambda data: emit("progress", data))
+        args = params.get("args")
+        if args is None:
+            args = s.args
+        elif isinstance(args, str):
+            args = shlex.split(args)
+        return EngineConfig(engine=engine, model=params["model"], model_path=str(model_path), port=s.port, ctx=ctx,
+                            args=tuple(args), gpu_layers=s.gpu_layers, parallel=s.parallel,
+                            batch_size=s.batch_size, ubatch_size=s.ubatch_size)
+
+    async def resolve(self, text: str, emit: Emit) -> Path:
+        """The models package's resolve_model in a worker thread, its progress as events."""
+        from remote_agent.models import resolve_model
+
+        loop = asyncio.get_running_loop()
+        cancel = threading.Event()
+        last = [0.0]
+
+        def on_progress(data: dict) -> None:  # called in the worker thread
+            now = time.monotonic()
+            final = data.get("total") is not None and data.get("bytes") == data.get("total")
+            if final or now - last[0] >= PROGRESS_INTERVAL_S:
+                last[0] = now
+                loop.call_soon_threadsafe(emit, "progress", dict(data))
+
+        emit("progress", {"phase": "resolve", "model": text})
+        try:
+            return await asyncio.to_thread(resolve_model, text, self.settings.models_dir, token=self.settings.hf_token,
+                                           on_progress=on_progress, cancel=cancel)
+        except asyncio.CancelledError:
+            cancel.set()  # the download stops between chunks; its partial file is kept for a resume
+            raise
+
+    @staticmethod
+    def log_sources(source: str) -> frozenset[str]:
+        return frozenset(SOURCES) if source == "all" else frozenset({source})
