@@ -16,7 +16,7 @@ real download code against it:
   `GatedRepo`): an unknown repo is 401 as on the real hub; a gated repo is 401 without a token and
   403 with a token that was not granted access.
 
-Faults for tests: cut the connection after N body bytes (`cut_after`), answer the next requests
+Faults for tests (they apply to a blob, so to every path serving the same bytes): cut the connection after N body bytes (`cut_after`), answer the next requests
 for a file with an HTTP status (`fail_next`), serve a wrong body whose headers still advertise
 the real sha256 (`corrupt`), and throttle bodies (`throttle_bps`). Every request is recorded in
 `requests` (method, path, Range, whether an Authorization header came — never its value).
@@ -67,6 +67,7 @@ class RecordedRequest:
     range: str | None
     authorized: bool
     status: int = 0
+    body_bytes: int = 0
 
 
 class HubDouble:
@@ -75,15 +76,14 @@ class HubDouble:
         self.granted_tokens = set(granted_tokens or ())
         self.requests: list[RecordedRequest] = []
         self.throttle_bps: int | None = None
-        self._cuts: dict[str, list[int]] = {}
-        self._failures: dict[str, list[int]] = {}
+        self._faults: dict[str, list[tuple[str, int]]] = {}  # sha256 -> ordered ("cut"|"status", n)
         self._corrupt: set[str] = set()
         self._lock = threading.Lock()
         self._servers: list[ThreadingHTTPServer] = []
 
     # ---- content -------------------------------------------------------------------------------
     def add_repo(self, repo_id: str, files: dict[str, bytes | Path], *, gated: bool = False) -> HubRepo:
-        loaded = {p: HubFile(c.read_bytes() if isinstance(c, Path) else c) for p, c in files.items()}
+        loaded = {p: _load(c) for p, c in files.items()}
         repo = HubRepo(repo_id, loaded, gated=gated)
         self.repos[repo_id] = repo
         return repo
@@ -92,13 +92,14 @@ class HubDouble:
         return self.repos[repo_id].files[path]
 
     # ---- faults --------------------------------------------------------------------------------
+    # Faults queue up per file and are used in order, one per body request (GET of the bytes).
     def cut_after(self, repo_id: str, path: str, *byte_counts: int) -> None:
-        """Each of the next downloads of the file drops the TCP connection after that many body bytes."""
-        self._cuts.setdefault(self.file(repo_id, path).sha256, []).extend(byte_counts)
+        """The next downloads of the file drop the TCP connection after that many body bytes."""
+        self._faults.setdefault(self.file(repo_id, path).sha256, []).extend(("cut", n) for n in byte_counts)
 
     def fail_next(self, repo_id: str, path: str, status: int, times: int = 1) -> None:
         """The next `times` body downloads of the file answer `status` instead."""
-        self._failures.setdefault(self.file(repo_id, path).sha256, []).extend([status] * times)
+        self._faults.setdefault(self.file(repo_id, path).sha256, []).extend([("status", status)] * times)
 
     def corrupt(self, repo_id: str, path: str) -> None:
         """Serve a body of the right length but wrong bytes; headers keep the real sha256."""
@@ -125,7 +126,8 @@ class HubDouble:
         for name in ("hf-double", "hf-double-cdn"):
             server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
             server.daemon_threads = True
-            threading.Thread(target=server.serve_forever, name=name, daemon=True).start()
+            threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=name,
+                             daemon=True).start()
             self._servers.append(server)
         return self
 
@@ -142,9 +144,9 @@ class HubDouble:
         self.stop()
 
     # ---- used by the handler -------------------------------------------------------------------
-    def _take(self, table: dict[str, list[int]], sha: str) -> int | None:
+    def _next_fault(self, sha: str) -> tuple[str, int] | None:
         with self._lock:
-            queue = table.get(sha)
+            queue = self._faults.get(sha)
             return queue.pop(0) if queue else None
 
     def _blob(self, sha: str) -> HubFile | None:
@@ -230,10 +232,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_body(f, {"ETag": f'"{f.sha256}"', "Accept-Ranges": "bytes"}, head)
 
     def _send_body(self, f: HubFile, headers: dict, head: bool) -> None:
-        if not head:
-            status = self.hub._take(self.hub._failures, f.sha256)
-            if status is not None:
-                return self._error(status, None, "Service Unavailable (double: injected failure)")
+        fault = None if head else self.hub._next_fault(f.sha256)
+        if fault and fault[0] == "status":
+            return self._error(fault[1], None, "Service Unavailable (double: injected failure)")
+        cut = fault[1] if fault and fault[0] == "cut" else None
         content = f.content
         if f.sha256 in self.hub._corrupt:
             content = bytes(b ^ 0x5A for b in content[:4096]) + content[4096:]
@@ -252,13 +254,14 @@ class _Handler(BaseHTTPRequestHandler):
         headers["Content-Type"] = "application/octet-stream"
         if head:
             return self._send(status, headers, b"")
-        cut = self.hub._take(self.hub._cuts, f.sha256)
         self._record.status = status
         self.send_response(status)
         for k, v in headers.items():
             self.send_header(k, v)
         self.end_headers()
-        self._write_body(body if cut is None else body[:cut])
+        sent = body if cut is None else body[:cut]
+        self._record.body_bytes = len(sent)
+        self._write_body(sent)
         if cut is not None and cut < len(body):
             # A dropped connection: headers promised more than we send, then the socket goes away.
             self.wfile.flush()
@@ -319,6 +322,20 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if body:
             self.wfile.write(body)
+
+
+_LOADED: dict[tuple[str, int, float], HubFile] = {}
+
+
+def _load(content: bytes | Path) -> HubFile:
+    """Files from disk are read and hashed once per process (tests serve the same tiny models often)."""
+    if not isinstance(content, Path):
+        return HubFile(content)
+    st = content.stat()
+    key = (str(content), st.st_size, st.st_mtime)
+    if key not in _LOADED:
+        _LOADED[key] = HubFile(content.read_bytes())
+    return _LOADED[key]
 
 
 def _tree(repo: HubRepo, inner: str, recursive: bool) -> list[dict] | None:
