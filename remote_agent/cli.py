@@ -20,7 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"remote-agent {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     boot = sub.add_parser("boot", help="image entrypoint: host keys, fingerprints, sshd, daemon")
-    boot.add_argument("--dry-run", action="store_true", help="print every step, change nothing")
+    from remote_agent.boot_config import add_boot_arguments
+
+    add_boot_arguments(boot)
     daemon = sub.add_parser("daemon", help="serve the agent on a Unix socket (mode 0600)")
     add_daemon_arguments(daemon)
     rpc = sub.add_parser("rpc", help="bridge stdin/stdout to the daemon's socket (used over SSH)")
@@ -45,5 +47,9 @@ def main(argv: list[str] | None = None) -> None:
         from remote_agent.paths import default_socket_path
 
         sys.exit(run_bridge(Path(args.socket) if args.socket else default_socket_path()))
+    if args.command == "boot":
+        from remote_agent.boot import main_from_args
+
+        sys.exit(main_from_args(args))
     print(f"remote-agent {args.command} is not built yet (issue #5)", file=sys.stderr)
     sys.exit(1)

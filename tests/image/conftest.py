@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 SSHD_CONFIG = REPO / "image" / "sshd_config"
 # Values that must never appear in boot's output.
 SECRETS = {"HF_TOKEN": "hf_testsecret_never_print_9f3a", "RUNPOD_API_KEY": "rpa_testsecret_never_print_7c1e"}
-BOOT = [sys.executable, "-m", "remote_agent.boot"]  # TODO switch to `remote_agent boot` once wired
+BOOT = [sys.executable, "-m", "remote_agent", "boot"]
 
 
 @dataclass

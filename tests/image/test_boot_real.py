@@ -160,3 +160,44 @@ def test_a_damaged_host_key_is_not_silently_replaced(make_boot, boot_root):
     assert run.wait_exit() == 1
     assert "cannot be read" in run.output() and "move" in run.output()
     assert (key_dir / "ssh_host_ed25519_key").read_text() == "not a key\n"
+
+
+@pytest.mark.timeout(120)
+def test_boot_starts_the_real_daemon_which_serves_model_from_the_environment(
+        make_boot, boot_root, client_key, llama_bin, tiny_model, tmp_path):
+    import json
+    import time
+    import urllib.request
+
+    run = make_boot("--exit-on-error", env={
+        "MODEL": str(tiny_model), "CTX": "1024",
+        "REMOTE_AGENT_ENGINE_BIN_DIR": str(llama_bin)}).start()
+    run.wait_for("starting the agent daemon")
+    port = int(run.env["PORT"])
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        assert run.proc.poll() is None, run.output()
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        raise AssertionError(f"the engine never answered on {port}:\n{run.output()}")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=5) as response:
+        assert tiny_model.name in json.dumps(json.load(response))
+    socket_path = boot_root / "run" / "remote-agent" / "agent.sock"
+    assert stat.S_IMODE(socket_path.stat().st_mode) == 0o600
+    # The tunnel a user opens reaches the engine: a pinned SSH local forward to the engine port.
+    client = pinned_client(run, client_key, tmp_path / "known_hosts")
+    try:
+        channel = client.get_transport().open_channel(
+            "direct-tcpip", ("127.0.0.1", port), ("127.0.0.1", 0), timeout=10)
+        channel.sendall(b"GET /health HTTP/1.0\r\nHost: x\r\n\r\n")
+        assert b"200" in channel.recv(64)
+        channel.close()
+    finally:
+        client.close()
+    assert_no_secrets(run.output())
+    assert run.terminate() == 0
