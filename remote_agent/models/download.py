@@ -15,7 +15,7 @@ from typing import Callable
 from remote_agent.models import select, store
 from remote_agent.models.errors import ModelError
 from remote_agent.models.local import resolve_local
-from remote_agent.models.refs import HubRef
+from remote_agent.models.refs import HubRef, check_repo_path
 from remote_agent.models.transfer import Cancelled, RemoteFile, download_file, partial_bytes
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -37,7 +37,10 @@ def fetch(ref: HubRef, models_dir: Path, *, token: str | None = None,
                                     f"not in {models_dir} yet. Unset HF_HUB_OFFLINE, or give a local path / a name "
                                     "from models.list.")
     endpoint = (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
-    secret = token or os.environ.get("HF_TOKEN")
+    # huggingface_hub would read HF_TOKEN itself; reading it here makes the messages say the truth
+    # ("the token has no access" vs "needs a token") and lets every message scrub it.
+    token = token or os.environ.get("HF_TOKEN") or None
+    secret = token
     try:
         try:
             remotes = _plan(ref, endpoint, token)
@@ -84,8 +87,8 @@ def _pick_from_listing(ref: HubRef, endpoint: str, token: str | None) -> list[st
     entries = api.list_repo_tree(ref.repo_id, path_in_repo=ref.path or None, recursive=True,
                                  revision=ref.revision, token=token)
     paths = [e.path for e in entries if hasattr(e, "size") and hasattr(e, "lfs")]  # files, not folders
-    for p in paths:
-        select_path_ok(p)
+    for p in paths:  # a hostile or broken hub must not place files outside MODEL_DIR
+        check_repo_path(p, what="path from the hub listing")
     chosen = select.pick_model(paths, ref.quant)
     if chosen:
         missing = [p for p in chosen if p not in paths]
@@ -103,17 +106,16 @@ def _pick_from_listing(ref: HubRef, endpoint: str, token: str | None) -> list[st
                                   "GGUF models — look for a …-GGUF repo of this model.")
 
 
-def select_path_ok(path: str) -> None:
-    from remote_agent.models.refs import check_repo_path
-
-    check_repo_path(path, what="path from the hub listing")
-
-
 def _metadata(ref: HubRef, path: str, endpoint: str, token: str | None) -> RemoteFile:
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.errors import EntryNotFoundError
 
     url = hf_hub_url(ref.repo_id, path, revision=ref.revision, endpoint=endpoint)
-    meta = get_hf_file_metadata(url, token=token, endpoint=endpoint)
+    try:
+        meta = get_hf_file_metadata(url, token=token, endpoint=endpoint)
+    except EntryNotFoundError:
+        raise ModelError("not_found", f"{path} does not exist in {ref.repo_id} (revision {ref.revision}); check the "
+                                      f"file name on https://huggingface.co/{ref.repo_id}.") from None
     return RemoteFile(ref.repo_id, path, meta.location, meta.size, meta.etag or "")
 
 

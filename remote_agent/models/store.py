@@ -113,7 +113,7 @@ def delete_model(models_dir: Path, name: str) -> dict:
     for part in parts:
         freed += part.stat().st_size
         part.unlink()
-    _prune_empty_dirs(path.parent, models_dir)
+    prune_empty_dirs(path.parent, models_dir)
     _forget_usage(models_dir, [p.resolve() for p in parts])
     return {"name": name, "freed_bytes": freed, "files": [str(p) for p in parts]}
 
@@ -171,7 +171,7 @@ def _write_json_atomic(target: Path, data: dict) -> None:
         raise
 
 
-def _prune_empty_dirs(directory: Path, stop: Path) -> None:
+def prune_empty_dirs(directory: Path, stop: Path) -> None:
     stop = stop.resolve()
     directory = directory.resolve()
     while directory != stop and directory.is_relative_to(stop):

@@ -83,6 +83,7 @@ def download_file(remote: RemoteFile, models_dir: Path, *, endpoint: str, token:
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(part, final)
     part.with_name(part.name + ".lock").unlink(missing_ok=True)
+    store.prune_empty_dirs(part.parent, store.agent_dir(models_dir))
     return final
 
 

@@ -285,3 +285,18 @@ def test_disk_full_precheck_names_the_numbers(hub, models_dir, tiny_model):
     assert e.value.code == "disk_full"
     assert f"({tiny_model.stat().st_size} bytes)" in str(e.value) and "models.delete" in str(e.value)
     assert body_gets(hub) == []  # refused before a byte was downloaded
+
+
+def test_split_model_missing_a_part_on_the_hub_is_named(hub, models_dir, tiny_split_model):
+    parts = store.split_parts(tiny_split_model)
+    hub.add_repo("org/broken-split", {"m-00001-of-00003.gguf": parts[0], "m-00002-of-00003.gguf": parts[1]})
+    for ref in ("org/broken-split", "org/broken-split/m-00001-of-00003.gguf"):
+        with pytest.raises(ModelError) as e:
+            resolve_model(ref, models_dir)
+        assert e.value.code == "not_found" and "m-00003-of-00003.gguf" in str(e.value)
+    assert body_gets(hub) == []  # nothing downloaded for a model that cannot load
+
+
+def test_hf_token_from_environment_is_used(hub, models_dir, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", GRANTED_TOKEN)
+    assert resolve_model("org/gated-GGUF", models_dir).name == "gated.Q4_K_M.gguf"

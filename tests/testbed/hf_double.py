@@ -16,9 +16,10 @@ real download code against it:
   `GatedRepo`): an unknown repo is 401 as on the real hub; a gated repo is 401 without a token and
   403 with a token that was not granted access.
 
-Faults for tests (they apply to a blob, so to every path serving the same bytes): cut the connection after N body bytes (`cut_after`), answer the next requests
-for a file with an HTTP status (`fail_next`), serve a wrong body whose headers still advertise
-the real sha256 (`corrupt`), and throttle bodies (`throttle_bps`). Every request is recorded in
+Faults for tests (they apply to a blob, i.e. to every path serving the same bytes): cut the
+connection after N body bytes (`cut_after`), answer the next body requests with an HTTP status
+(`fail_next`), serve a wrong body whose headers still advertise the real sha256 (`corrupt`), and
+throttle bodies (`throttle_bps`). Every request is recorded in
 `requests` (method, path, Range, whether an Authorization header came — never its value).
 """
 
