@@ -123,7 +123,7 @@ def test_failure_beyond_hub_retries_keeps_bytes_and_next_call_resumes(hub, model
 def test_daemon_killed_mid_download_resumes_after_restart(hub, models_dir, tiny_model):
     """The process doing the download dies by SIGKILL (no cleanup at all); a new one resumes."""
     size = tiny_model.stat().st_size
-    hub.throttle_bps = 8 * 2**20  # ~2 s for the 17 MB file, so there is time to kill it mid-way
+    hub.throttle_bps = 5 * 2**20  # ~3.5 s for the 17 MB file: time to kill it between its two chunks
     code = ("import sys; from pathlib import Path; from remote_agent.models import resolve_model; "
             f"resolve_model('{REPO}/tiny.Q4_K_M.gguf', Path(sys.argv[1]))")
     proc = subprocess.Popen([sys.executable, "-c", code, str(models_dir)], env={**os.environ},
@@ -161,8 +161,14 @@ def test_cancel_stops_download_and_keeps_bytes(hub, models_dir, tiny_model):
         resolve_model(f"{REPO}/tiny.Q4_K_M.gguf", models_dir, on_progress=on_progress, cancel=cancel)
     assert e.value.code == "cancelled" and "resumes" in str(e.value)
     assert not (models_dir / REPO / "tiny.Q4_K_M.gguf").exists()
+    (partial,) = (models_dir / ".remote-agent" / "partial").rglob("*.part")
+    kept = partial.stat().st_size
+    assert kept == 10 * 2**20  # the first chunk was on disk when the cancel was seen
     hub.throttle_bps = None
+    hub.requests.clear()
     assert resolve_model(f"{REPO}/tiny.Q4_K_M.gguf", models_dir).read_bytes() == tiny_model.read_bytes()
+    (get,) = body_gets(hub)
+    assert get.range == f"bytes={kept}-"
 
 
 def test_checksum_mismatch_is_refused_and_bad_file_removed(hub, models_dir):
