@@ -303,8 +303,9 @@ def start_daemon(cfg: BootConfig, rep: Reporter) -> subprocess.Popen | None:
         rep.would(f"create {cfg.models_dir} and {cfg.state_dir}")
         rep.would(f"start the agent daemon: {shlex.join(cmd)}  ({describe_engine_env(cfg)})")
         return None
-    for folder in (cfg.models_dir, cfg.state_dir, cfg.socket.parent):
+    for folder in (cfg.models_dir, cfg.state_dir):
         folder.mkdir(parents=True, exist_ok=True)
+    cfg.socket.parent.mkdir(parents=True, mode=0o700, exist_ok=True)  # contract B: parent dir 0700
     rep.step(f"starting the agent daemon: {shlex.join(cmd)}  ({describe_engine_env(cfg)})")
     try:
         return subprocess.Popen(cmd, env=daemon_environment(cfg), start_new_session=True)

@@ -189,6 +189,7 @@ def test_boot_starts_the_real_daemon_which_serves_model_from_the_environment(
         assert tiny_model.name in json.dumps(json.load(response))
     socket_path = boot_root / "run" / "remote-agent" / "agent.sock"
     assert stat.S_IMODE(socket_path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(socket_path.parent.stat().st_mode) == 0o700
     # The tunnel a user opens reaches the engine: a pinned SSH local forward to the engine port.
     client = pinned_client(run, client_key, tmp_path / "known_hosts")
     try:
