@@ -162,6 +162,9 @@ class Connection:
             except asyncio.CancelledError:
                 if asyncio.current_task() not in self.cancelled_by_client:
                     raise
+                for entry in follower.flush():  # what was queued, and the marker for what was lost
+                    self.send_nowait(protocol.event(request.id, "log", entry))
+                    count += 1
                 return {"lines": count, "dropped": follower.total_dropped, "cancelled": True}
         finally:
             if follower is not None:

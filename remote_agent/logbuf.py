@@ -48,6 +48,15 @@ class LogFollower:
         self._pending.append(entry)
         self._wakeup.set()
 
+    def flush(self) -> list[dict]:
+        """What is still queued, plus the dropped marker if lines were lost since (for a clean end)."""
+        entries = list(self._pending)
+        self._pending.clear()
+        if self._dropped:
+            entries.append(dropped_marker(self._dropped))
+            self._dropped = 0
+        return entries
+
     async def __aiter__(self) -> AsyncIterator[dict]:
         try:
             while True:
