@@ -8,7 +8,9 @@ the line API, so a frame costs the same with 100 lines or 100,000. Lines come fr
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 from collections import deque
 
 from rich.segment import Segment
@@ -24,9 +26,10 @@ from textual.strip import Strip
 from podtui.tui.log_buffer import DEFAULT_CAPACITY, LineKind, LogBuffer
 from podtui.tui.messages import LogLinesPending
 
-# Lines taken from the intake per message: bounds the time one handler holds the event loop, so a
-# firehose source cannot make a frame late; the rest is taken on the next wake-up.
-LINES_PER_DRAIN = 20_000
+# Time one wake-up may spend moving lines from the intake into the buffer: bounds how long the
+# handler holds the event loop, so a firehose cannot make a frame late; the rest waits a turn.
+DRAIN_SECONDS = 0.015
+DRAIN_SLICE = 1024
 
 
 class LogView(ScrollView, can_focus=True):
@@ -83,23 +86,29 @@ class LogView(ScrollView, can_focus=True):
 
     def on_log_lines_pending(self, message: LogLinesPending) -> None:
         message.stop()
-        taken: list[list[str]] = []
-        count = 0
-        with self._intake_lock:
-            while self._intake and count < LINES_PER_DRAIN:
-                batch = self._intake.popleft()
-                taken.append(batch)
-                count += len(batch)
-            self._intake_lines -= count
-            more = bool(self._intake)
-            if not more:
-                self._wake_posted = False
+        with self._intake_lock:     # one short hold: the follower thread is never kept waiting
+            taken = list(self._intake)
+            self._intake.clear()
+            self._intake_lines = 0
         removed = 0
-        for batch in taken:
+        deadline = time.perf_counter() + DRAIN_SECONDS
+        while taken and time.perf_counter() < deadline:
+            batch = taken.pop(0)
+            if len(batch) > DRAIN_SLICE:   # keep each step short; the rest goes back first
+                taken.insert(0, batch[DRAIN_SLICE:])
+                batch = batch[:DRAIN_SLICE]
             removed += self.buffer.extend(batch)
+        with self._intake_lock:
+            if taken:
+                self._intake.extendleft(reversed(taken))
+                self._intake_lines += sum(len(batch) for batch in taken)
+            else:
+                self._wake_posted = bool(self._intake)
+        if taken or self._wake_posted:
+            # Lines still queued: come back after the loop has drawn a frame and run everything
+            # else that is due (posting straight away would not yield to the loop).
+            asyncio.get_running_loop().call_soon(self.post_message, LogLinesPending())
         self._content_changed(removed)
-        if more:
-            self.post_message(LogLinesPending())
 
     @property
     def pending_lines(self) -> int:
