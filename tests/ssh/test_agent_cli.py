@@ -99,11 +99,22 @@ def test_status_from_the_real_daemon_through_sshd(sshd, client_key, podtui_env, 
         while not socket_path.exists():
             assert time.monotonic() < deadline and daemon.poll() is None, "daemon did not create its socket"
             time.sleep(0.05)
-        out = run_podtui(podtui_env, "agent", f"root@127.0.0.1:{sshd.port}", "-i", str(client_key),
-                         "--fingerprint", sshd.host_fingerprint, "--agent-command",
-                         f"{sys.executable} -m remote_agent rpc --socket {socket_path}", "status", "--json")
+        base = ["agent", f"root@127.0.0.1:{sshd.port}", "-i", str(client_key), "--fingerprint",
+                sshd.host_fingerprint, "--agent-command", f"{sys.executable} -m remote_agent rpc --socket {socket_path}"]
+        out = run_podtui(podtui_env, *base, "status", "--json")
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout)["state"] in ("stopped", "starting", "ready", "failed", "paused")
+        out = run_podtui(podtui_env, *base, "models", "--json")
+        assert out.returncode == 0, out.stderr
+        assert isinstance(json.loads(out.stdout), list)
+        out = run_podtui(podtui_env, *base, "logs", "-n", "5", "--json")
+        assert out.returncode == 0, out.stderr
+        # follow until Ctrl-C: cancel must end it cleanly
+        proc = subprocess.Popen([PODTUI, *base, "logs", "-f"], env=podtui_env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0, proc.stderr.read()
     finally:
         from tests.testbed.procs import stop_process
         stop_process(daemon)
