@@ -53,6 +53,14 @@ class ModelShape:
     token_embd_bytes: int        # stays in host memory with -ngl 999
 
     @classmethod
+    def from_headers(cls, headers: list[GGUFHeader]) -> "ModelShape":
+        """A split model: metadata from part 1, tensors from every part."""
+        first = headers[0]
+        merged = GGUFHeader(first.version, first.metadata, [t for h in headers for t in h.tensors],
+                            first.header_bytes)
+        return cls.from_header(merged)
+
+    @classmethod
     def from_header(cls, h: GGUFHeader) -> "ModelShape":
         n_layer = int(h.arch_value("block_count", 0))
         n_embd = int(h.arch_value("embedding_length", 0))

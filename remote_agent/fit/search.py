@@ -111,10 +111,15 @@ def search_ctx(estimator: Estimator, budget: Budget, try_ctx: TryCtx | None, *, 
     if trained_ctx and _down(trained_ctx) < cap:
         cap, limited_by = _down(trained_ctx), "trained_ctx"
     cap = max(cap, STEP)
-    shift = 0  # bytes the real engine needs beyond the prediction, learned from launches
+    # What the real engine needs beyond the prediction, learned from launches: an OOM adds an
+    # upper bound on the overshoot; a measured peak at ref_ctx replaces everything. How a measured
+    # gap grows with ctx is unknown (a fixed cost, or per-token bookkeeping), so half of it is
+    # assumed to scale with ctx: probing upward errs on the low side.
+    shift, peak_gap, ref_ctx = 0, 0, STEP
 
     def need(ctx: int) -> int:
-        return estimator.bytes_at(ctx) + budget.overhead.at(ctx) + shift
+        learned = peak_gap // 2 + peak_gap * ctx // (2 * ref_ctx) if peak_gap > 0 else peak_gap
+        return estimator.bytes_at(ctx) + budget.overhead.at(ctx) + shift + learned
 
     target = budget.bytes - int(budget.bytes * safety_fraction)
     ctx = largest_fitting_ctx(need, target, STEP, cap)
@@ -140,7 +145,8 @@ def search_ctx(estimator: Estimator, budget: Budget, try_ctx: TryCtx | None, *, 
         if outcome.ok:
             proven = ctx
             if outcome.peak_bytes is not None:
-                shift += outcome.peak_bytes - need(ctx)
+                shift, peak_gap, ref_ctx = 0, 0, ctx
+                peak_gap = outcome.peak_bytes - need(ctx)
             progress({"phase": "fit", "ctx": ctx, "message": f"{ctx} loads"})
             if probed or ctx >= cap or ctx + STEP >= failed_at:
                 break
