@@ -96,10 +96,16 @@ class Connection:
             key = ("anonymous", self._anonymous)
         task = asyncio.create_task(self.run(request, spec.handler))
         self.tasks[key] = task
-        task.add_done_callback(lambda t: self.tasks.pop(key, None))
+        task.add_done_callback(lambda t: self._finished(key, t, request))
         if request.method == "logs.tail" and request.params.get("follow"):
             self.streams.add(task)
             task.add_done_callback(self.streams.discard)
+
+    def _finished(self, key: Any, task: asyncio.Task, request: protocol.Request) -> None:
+        self.tasks.pop(key, None)
+        if task in self.cancelled_by_client:  # cancelled before it ran a step: it never answered itself
+            self.cancelled_by_client.discard(task)
+            self.send_nowait(protocol.error(request.id, protocol.CANCELLED, f"{request.method} was cancelled"))
 
     async def cancel(self, request: protocol.Request) -> None:
         target = request.params.get("id")
@@ -109,7 +115,7 @@ class Connection:
         task = self.tasks.get(target)
         if task is not None:
             self.cancelled_by_client.add(task)
-            task.cancel()
+            asyncio.get_running_loop().call_soon(task.cancel)  # after the task's first step, so it can answer
         if request.id is not None:
             await self.send(protocol.result(request.id, {"cancelled": task is not None}))
 
@@ -187,6 +193,12 @@ class AgentDaemon:
         server = await self._listen(path)
         log.info("remote-agent %s listening on %s (engine port %d, models in %s)", __version__, path,
                  self.settings.port, self.settings.models_dir)
+        try:
+            from remote_agent.models import store
+            store.ensure_layout(self.settings.models_dir)
+        except OSError as exc:
+            log.warning("cannot prepare the models folder %s (%s); downloads will fail until it is writable",
+                        self.settings.models_dir, exc.strerror)
         owner = asyncio.create_task(self.agent.supervisor.run(), name="engine-owner")
         boot = asyncio.create_task(self.agent.boot()) if self.autostart else None
         stop = asyncio.Event()

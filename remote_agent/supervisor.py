@@ -98,7 +98,8 @@ class EngineSupervisor:
         await self._submit(_Command("shutdown"))
 
     def snapshot(self) -> dict[str, Any]:
-        engine, config = self._engine, self.config
+        engine = self._engine
+        config = self.config if self.state != STOPPED else None  # a stopped engine serves no model
         restart_in = None
         if self.state == FAILED and self._restart_at is not None:
             restart_in = max(0.0, round(self._restart_at - time.monotonic(), 3))
