@@ -73,7 +73,7 @@ class Agent:
             return
         log.info("starting MODEL=%s", self.settings.model)
         try:
-            config = await self.engine_config({"model": self.settings.model}, lambda kind, data: None)
+            config = await self.engine_config({"model": self.settings.model}, self._log_boot_progress())
         except (RequestError, EngineFailure) as exc:
             await self.supervisor.report_failure(EngineFailure(getattr(exc, "code", "bad_model"), str(exc)))
             return
@@ -82,6 +82,21 @@ class Agent:
             await self.supervisor.report_failure(EngineFailure(code, str(exc)))
             return
         await self.supervisor.autostart(config)
+
+    @staticmethod
+    def _log_boot_progress(every_s: float = 10.0) -> Emit:
+        """At boot nobody is connected: download progress goes to the agent log (the pod log)."""
+        last = [0.0]
+
+        def emit(kind: str, data: dict) -> None:
+            now = time.monotonic()
+            if kind == "progress" and data.get("phase") == "download" and now - last[0] >= every_s:
+                last[0] = now
+                total = data.get("total") or 0
+                share = f" ({100 * data.get('bytes', 0) / total:.0f}%)" if total else ""
+                log.info("downloading %s: %s bytes%s", data.get("file"), data.get("bytes"), share)
+
+        return emit
 
     # ---- methods -------------------------------------------------------------------------------
     async def status(self, params: dict, emit: Emit) -> dict:
