@@ -35,7 +35,7 @@ class HostKeyDialog(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         check = self.check
         classes = "danger" if self.mismatch else ""
-        with Vertical(id="dialog", classes=classes):
+        with Vertical(id="dialog", classes=f"wide {classes}".strip()):
             yield Static(f"Host key of {check.pod_name} ({check.key_type})",
                          classes="dialog-title", markup=False)
             with Horizontal(id="fingerprints"):

@@ -3,6 +3,7 @@ refreshes and filtered by `/`."""
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.widgets import DataTable
 
@@ -10,6 +11,7 @@ from podtui.tui.services import PodRow
 
 POD_COLUMNS = ("name", "provider", "status", "GPU", "$/hr", "uptime", "model", "ctx", "engine",
                "tunnel")
+MAX_WIDTH = {"model": 48, "tunnel": 26, "name": 24}
 IDLE_WARNING_MINUTES = 30
 STATUS_STYLES = {"RUNNING": "bold green", "EXITED": "yellow", "STOPPED": "yellow",
                  "TERMINATED": "dim", "CREATED": "cyan", "STARTING": "cyan"}
@@ -41,6 +43,10 @@ def row_cells(row: PodRow) -> tuple:
             engine, row.tunnel_url or "off")
 
 
+def cell_width(value: object) -> int:
+    return value.cell_len if isinstance(value, Text) else cell_len(str(value))
+
+
 def row_matches(row: PodRow, text: str) -> bool:
     if not text:
         return True
@@ -69,17 +75,34 @@ class PodTable(DataTable):
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self.zebra_stripes = True
-        self.add_columns(*POD_COLUMNS)
         self.rows_by_key: dict[str, PodRow] = {}
+        self._widths: list[int] = []
+        self._set_columns([len(label) for label in POD_COLUMNS])
+
+    def _set_columns(self, widths: list[int]) -> None:
+        # Fixed widths that we compute: DataTable's auto-width grows columns after a render that
+        # it has already cached at the narrower width (its cache key has no width), which left
+        # cells cut to the header's width on a refreshed table.
+        self.clear(columns=True)
+        for label, width in zip(POD_COLUMNS, widths):
+            self.add_column(label, width=width, key=label)
+        self._widths = widths
 
     def show(self, rows: list[PodRow], filter_text: str = "") -> None:
         selected = self.selected_key
-        self.clear()
+        shown = [row for row in rows if row_matches(row, filter_text)]
+        cells = [row_cells(row) for row in shown]
+        widths = [min(MAX_WIDTH.get(label, 24),
+                      max([len(label)] + [cell_width(c[i]) for c in cells]))
+                  for i, label in enumerate(POD_COLUMNS)]
+        if widths != self._widths:
+            self._set_columns(widths)
+        else:
+            self.clear()
         self.rows_by_key = {}
-        for row in rows:
-            if row_matches(row, filter_text):
-                self.add_row(*row_cells(row), key=row.key)
-                self.rows_by_key[row.key] = row
+        for row, row_cells_ in zip(shown, cells):
+            self.add_row(*row_cells_, key=row.key)
+            self.rows_by_key[row.key] = row
         if selected in self.rows_by_key:
             self.move_cursor(row=self.get_row_index(selected), animate=False)
 
