@@ -80,20 +80,31 @@ def largest_fitting_ctx(need: Callable[[int], int], budget: int, lo: int, hi: in
         return hi
     a, b = lo, hi  # need(a) <= budget < need(b)
     na, nb = need(a), need(b)
-    bisect_next = False
+    interpolate = True
     while b - a > STEP:
-        if bisect_next or nb == na:
-            c = _down((a + b) // 2)
-        else:
+        if interpolate and nb != na:
             c = _down(a + (budget - na) * (b - a) // (nb - na))
+        else:
+            c = _down((a + b) // 2)
         c = min(max(c, a + STEP), b - STEP)
         nc = need(c)
-        width = b - a
+        # Check the neighbour across the predicted root: on a linear stretch that settles it in
+        # two evaluations instead of creeping in from one side.
         if nc <= budget:
             a, na = c, nc
+            if interpolate and c + STEP < b:
+                n_next = need(c + STEP)
+                if n_next > budget:
+                    return c
+                a, na = c + STEP, n_next
         else:
             b, nb = c, nc
-        bisect_next = (b - a) > width // 2  # shrank less than half: bisect next time
+            if interpolate and c - STEP > a:
+                n_prev = need(c - STEP)
+                if n_prev <= budget:
+                    return c - STEP
+                b, nb = c - STEP, n_prev
+        interpolate = not interpolate  # alternate with bisection so a kink cannot stall it
     return a
 
 
