@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
@@ -32,7 +32,7 @@ class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,question_mark", "close", "Close")]
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="dialog"):
+        with VerticalScroll(id="dialog"):   # scrolls in a small terminal
             yield Static("Keys", classes="dialog-title")
             yield Static("Main screen\n" + _table(MAIN_KEYS) + "\n\nLogs screen\n" +
                          _table(LOG_KEYS), markup=False, id="help-text")
