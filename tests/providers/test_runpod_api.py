@@ -164,3 +164,15 @@ def test_ids_and_urls_that_would_misdirect_a_request_are_refused(provider):
     with pytest.raises(ProviderError, match="plain http"):
         check_api_url("http://api.example.com")
     assert check_api_url("http://127.0.0.1:8080/") == "http://127.0.0.1:8080"
+
+
+def test_the_double_really_checks_both_sides_against_the_spec(provider, runpod_double):
+    with pytest.raises(ProviderError, match="HTTP 422"):
+        provider.api.call("POST", "/v2/pods", body={"name": "x", "image": "i", "gpu": {"id": "g"}, "bogus": 1},
+                          idempotent=False)
+    assert any("bogus" in v for v in runpod_double.request_violations)
+    pod = runpod_double.add_pod()
+    del runpod_double.pods[pod["id"]]["cost"]
+    provider.get_pod(pod["id"])
+    assert any("'cost' is a required property" in v for v in runpod_double.response_violations)
+    runpod_double.response_violations.clear()  # the fixture fails any test that leaves one behind

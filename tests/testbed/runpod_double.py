@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -31,30 +30,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-import jsonschema
-import referencing
-import referencing.jsonschema
+from tests.testbed.runpod_spec import SPEC_PATH, SpecSchemas
 
-SPEC_PATH = Path(os.environ.get("RUNPOD_OPENAPI_SPEC", "/work/shared/runpod/openapi-v2.json"))
-SPEC_URI = "urn:runpod:openapi-v2"
-
-
-class SpecSchemas:
-    """Validators for `#/components/schemas/<Name>` of the spec file."""
-
-    def __init__(self, path: Path = SPEC_PATH) -> None:
-        self.spec = json.loads(Path(path).read_text())
-        resource = referencing.Resource.from_contents(self.spec, default_specification=referencing.jsonschema.DRAFT202012)
-        self.registry = referencing.Registry().with_resource(SPEC_URI, resource)
-        self._validators: dict[str, jsonschema.Draft202012Validator] = {}
-
-    def errors(self, name: str, instance: object) -> list[str]:
-        validator = self._validators.get(name)
-        if validator is None:
-            validator = jsonschema.Draft202012Validator(
-                {"$ref": f"{SPEC_URI}#/components/schemas/{name}"}, registry=self.registry)
-            self._validators[name] = validator
-        return [f"{'/'.join(map(str, e.absolute_path)) or '$'}: {e.message}" for e in validator.iter_errors(instance)]
+__all__ = ["SPEC_PATH", "Fault", "RunpodDouble", "SpecSchemas"]
 
 
 @dataclass
