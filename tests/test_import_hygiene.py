@@ -31,3 +31,9 @@ def test_remote_agent_loads_neither_textual_paramiko_nor_podtui():
                                 if not m.name.endswith("__main__")]
     loaded = loaded_modules(*names)
     assert not loaded & {"textual", "paramiko", "podtui"}
+
+
+def test_fit_modules_the_client_imports_stay_standard_library_only():
+    """podtui's pre-flight imports remote_agent.fit (besides protocol): it must stay light."""
+    loaded = loaded_modules("podtui.services.preflight")
+    assert not loaded & {"numpy", "gguf", "huggingface_hub", "textual", "httpx"}
