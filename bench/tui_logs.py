@@ -4,7 +4,8 @@ and whether memory stays flat — side by side with Textual's own `Log` widget a
     .venv/bin/python bench/tui_logs.py [--lines 1000000] [--reference-lines 1000000]
 
 Each run is a separate process (so RSS figures do not mix): the real app, headless, 160×48,
-with the logs screen open on a follower thread that produces engine-like lines as fast as it can.
+with the logs screen open on a follower thread that hands over engine-like lines in reads of 1,024
+(as a stream reader does) as fast as it can, or paced at a given rate.
 Measured:
   * ingest rate: lines that reached the buffer per second (and lines dropped because the screen
     fell a whole buffer behind — the same "slow follower loses lines" rule as the agent's logs);
@@ -67,21 +68,23 @@ class LoopMonitor:
             self._task.cancel()
 
 
-def paced(total: int, rate: int):
-    """Lines at `rate` per second in 10 ms batches, sleeping between them like a socket read."""
-    per_batch = max(1, rate // 100)
+def chunks(total: int, rate: int, size: int = 1024):
+    """Lists of lines as a stream reader hands them over (one read → many lines); paced at
+    `rate` lines/s by sleeping between reads, or as fast as possible when rate is 0."""
+    if rate:
+        size = max(1, rate // 100)       # a read every 10 ms
     began = time.perf_counter()
-    for start in range(0, total, per_batch):
-        due = began + start / rate
-        delay = due - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-        yield from (engine_line(n) for n in range(start, min(start + per_batch, total)))
+    for start in range(0, total, size):
+        if rate:
+            delay = began + start / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        yield [engine_line(n) for n in range(start, min(start + size, total))]
 
 
 async def run_podtui(total: int, filter_text: str, rate: int = 0) -> dict:
     from podtui.tui.app import build_app
-    from podtui.tui.line_source import IterableFollower
+    from podtui.tui.line_source import LineFollower
     from podtui.tui.services import PodListing, TuiServices
 
     class NoPods(TuiServices):
@@ -93,11 +96,17 @@ async def run_podtui(total: int, filter_text: str, rate: int = 0) -> dict:
     async with app.run_test(size=(160, 48)) as pilot:
         start = threading.Event()
 
-        def lines():
-            start.wait()
-            return paced(total, rate) if rate else (engine_line(n) for n in range(total))
+        class StreamFollower(LineFollower):
+            title = "firehose"
 
-        app.open_logs(IterableFollower(lines, title="firehose"))
+            def follow(self, emit, stop) -> None:
+                start.wait()
+                for batch in chunks(total, rate):
+                    if stop.is_set():
+                        return
+                    emit(batch)
+
+        app.open_logs(StreamFollower())
         await pilot.pause()
         view = app.screen.log_view
         if filter_text:
@@ -139,14 +148,7 @@ async def run_reference(total: int) -> dict:
 
         def feed() -> None:
             nonlocal written
-            batch: list[str] = []
-            for n in range(total):
-                batch.append(engine_line(n))
-                if len(batch) == 4096:
-                    app.call_from_thread(log.write_lines, batch)
-                    written += len(batch)
-                    batch = []
-            if batch:
+            for batch in chunks(total, 0):
                 app.call_from_thread(log.write_lines, batch)
                 written += len(batch)
             done.set()

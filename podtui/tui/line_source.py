@@ -7,6 +7,7 @@ fed by the agent's `logs.tail` stream, by a local file, or by the benchmark's fa
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -31,25 +32,59 @@ class LineFollower(ABC):
 
 
 class IterableFollower(LineFollower):
-    """Follows any iterable of lines (a generator that blocks while waiting is fine)."""
+    """Follows any iterable of lines, including one that blocks while it waits for more (a
+    streaming API): a pump thread reads it, so a batch is handed over once it is BATCH_SECONDS
+    old even when the source has gone quiet."""
 
     def __init__(self, lines: Callable[[], Iterable[str]], title: str = "log") -> None:
         self._lines = lines
         self.title = title
 
     def follow(self, emit: Emit, stop: threading.Event) -> None:
+        inbox: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._pump, args=(inbox, stop), daemon=True,
+                         name=f"pump {self.title}").start()
         batch: list[str] = []
-        started = time.monotonic()
-        for line in self._lines():
-            if stop.is_set():
+        started = 0.0
+        while not stop.is_set():
+            try:
+                item = inbox.get(timeout=BATCH_SECONDS if batch else 0.25)
+            except queue.Empty:
+                if batch:
+                    emit(batch)
+                    batch = []
+                continue
+            if item is _END or isinstance(item, _Failure):
+                if batch:
+                    emit(batch)
+                if isinstance(item, _Failure):
+                    raise item.error
                 return
-            batch.append(line)
+            if not batch:
+                started = time.monotonic()
+            batch.append(item)
             if len(batch) >= BATCH_LINES or time.monotonic() - started >= BATCH_SECONDS:
                 emit(batch)
                 batch = []
-                started = time.monotonic()
-        if batch and not stop.is_set():
-            emit(batch)
+
+    def _pump(self, inbox: queue.SimpleQueue, stop: threading.Event) -> None:
+        try:
+            for line in self._lines():
+                inbox.put(line)
+                if stop.is_set():
+                    break
+        except BaseException as exc:  # noqa: BLE001 — re-raised in the follower's thread
+            inbox.put(_Failure(exc))
+            return
+        inbox.put(_END)
+
+
+_END = object()
+
+
+class _Failure:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
 
 
 class FileFollower(LineFollower):

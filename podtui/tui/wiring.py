@@ -1,13 +1,30 @@
-"""Builds the real TuiServices from podtui's configured providers and services.
+"""Builds the real TuiServices from podtui's configured providers.
 
-Until the providers (issue #6) and the SSH/agent parts (#3, #4) land, the base TuiServices is
-returned: the main screen opens, says what is missing, and every action explains it is not wired.
+Runpod is wired when an API key is configured (RUNPOD_API_KEY, podtui's config file or
+~/.runpod/config.toml). Without one, the base TuiServices opens the main screen and says in the
+footer how to add a key; SSH hosts and the local pod are not providers yet (issue #6).
 """
 
 from __future__ import annotations
 
-from podtui.tui.services import TuiServices
+from podtui.tui.services import PodListing, TuiServices
+
+
+class NoProviders(TuiServices):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def list_pods(self) -> PodListing:
+        return PodListing(problems=[self.reason])
 
 
 def default_services() -> TuiServices:
-    return TuiServices()
+    from podtui.providers.runpod import NoApiKey, RunpodProvider
+    from podtui.services.pods import PodService
+    from podtui.tui.provider_services import ProviderServices
+
+    try:
+        provider = RunpodProvider.from_environment()
+    except NoApiKey as exc:
+        return NoProviders(f"{exc.title}: {exc.fix}" if exc.fix else exc.title)
+    return ProviderServices([PodService(provider)])

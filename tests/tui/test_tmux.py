@@ -45,7 +45,7 @@ class Tmux:
 def test_podtui_opens_navigates_shows_logs_and_quits(tmp_path):
     exit_file = tmp_path / "exit-code"
     env_prefix = (f"PODTUI_STATE_DIR={tmp_path / 'state'} PODTUI_CONFIG_DIR={tmp_path / 'config'} "
-                  "RUNPOD_API_KEY= TERM=xterm-256color")
+                  f"HOME={tmp_path / 'home'} RUNPOD_API_KEY= TERM=xterm-256color")
     tmux = Tmux(tmp_path)
     # The short sleep lets tmux settle the window at 160x48 before podtui reads its size.
     command = f"sleep 0.5; env {env_prefix} {PODTUI}; echo $? > {exit_file}; sleep 30"
@@ -56,7 +56,7 @@ def test_podtui_opens_navigates_shows_logs_and_quits(tmp_path):
     try:
         screen = tmux.wait_for("Launch")                       # the footer's keys
         assert "name" in screen and "provider" in screen and "tunnel" in screen
-        tmux.wait_for("no pod providers are wired in yet")
+        tmux.wait_for("no Runpod API key is configured")      # says how to add one
         tmux.keys("?")
         tmux.wait_for("Logs screen")
         tmux.keys("Escape")

@@ -1,0 +1,180 @@
+"""TuiServices over the real providers (podtui.providers) and PodService (podtui.services.pods).
+
+Each configured provider contributes its pods; a provider that fails to list shows up as a
+problem in the footer, not as a dialog, so one dead API never hides the other providers' pods.
+Host keys: the key the server presents comes from a key-exchange-only probe (no login, nothing
+sent); the printed one from the pod's log read through the provider's API — out of band.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, field
+
+from podtui.errors import PodtuiError
+from podtui.providers.base import Pod, PodSpec, Provider
+from podtui.services.pods import PodService
+from podtui.ssh.connection import ConnectOptions, SshConnection
+from podtui.ssh.hostkeys import HostKey, PrintedBlock
+from podtui.ssh.target import SshTarget, pod_alias
+from podtui.ssh.trust import HostKeyPolicy
+from podtui.tui.line_source import IterableFollower, LineFollower
+from podtui.tui.services import (GpuChoice, HostKeyCheck, PodListing, PodRow, ProgressCallback,
+                                 TuiServices)
+
+HOST_KEY_LOG_WAIT_S = 20.0
+_HF_FILE = re.compile(r"^(?P<repo>[^/:\s]+/[^/:\s]+)/(?P<file>.+\.gguf)$", re.IGNORECASE)
+
+
+@dataclass
+class _PendingCheck:
+    pod: Pod
+    presented: HostKey
+    block: PrintedBlock | None
+
+
+@dataclass
+class ProviderServices(TuiServices):
+    services: list[PodService]
+    log_tail: int = 1000
+    _checks: dict[str, _PendingCheck] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # ---- helpers -------------------------------------------------------------------------------
+    def _split(self, key: str) -> tuple[PodService, str]:
+        name, _, pod_id = key.partition(":")
+        for service in self.services:
+            if service.provider.name == name:
+                return service, pod_id
+        raise PodtuiError(f"no provider named {name!r} is configured", "restart podtui")
+
+    @staticmethod
+    def _row(provider: Provider, pod: Pod) -> PodRow:
+        ctx = pod.env.get("CTX", "")
+        return PodRow(key=f"{provider.name}:{pod.id}", name=pod.name, provider=provider.name,
+                      status=pod.status, gpu=pod.gpu, price_per_hour=pod.price_per_hr,
+                      uptime_s=pod.uptime_s, model=pod.env.get("MODEL", ""),
+                      ctx=int(ctx) if ctx.isdigit() else None)
+
+    # ---- pods ----------------------------------------------------------------------------------
+    def list_pods(self) -> PodListing:
+        listing = PodListing()
+        for service in self.services:
+            provider = service.provider
+            try:
+                pods = provider.list_pods()
+            except PodtuiError as exc:
+                listing.problems.append(f"{provider.name}: {exc.title}")
+                continue
+            listing.rows.extend(self._row(provider, pod) for pod in pods)
+        return listing
+
+    def stop(self, key: str) -> str:
+        service, pod_id = self._split(key)
+        pod = service.provider.stop_pod(pod_id)
+        return f"{pod.name} is {pod.status}: its volume is kept, compute billing stops"
+
+    def resume(self, key: str) -> str:
+        service, pod_id = self._split(key)
+        pod = service.provider.resume_pod(pod_id)
+        return f"{pod.name} is {pod.status}"
+
+    def terminate(self, key: str) -> str:
+        service, pod_id = self._split(key)
+        service.provider.terminate_pod(pod_id)
+        return f"pod {pod_id} terminated"
+
+    # ---- launch --------------------------------------------------------------------------------
+    def gpu_catalog(self) -> list[GpuChoice]:
+        service = self.services[0]
+        return [GpuChoice(gpu.name, gpu.memory_gib, gpu.price_per_hr)
+                for gpu in service.provider.gpu_catalog()]
+
+    def preflight_fit(self, model: str, gpu_name: str) -> str:
+        from podtui.services.preflight import hf_resolve_url, preflight
+
+        match = _HF_FILE.match(model.strip())
+        if model.startswith("https://") and "/resolve/" in model:
+            url = model
+        elif match:
+            url = hf_resolve_url(match["repo"], match["file"])
+        else:
+            raise PodtuiError("the pre-flight fit reads one GGUF file's header",
+                              "name the file (org/repo/file.gguf or a …/resolve/… URL) to see it")
+        gpu = next((g for g in self.gpu_catalog() if g.name == gpu_name), None)
+        if gpu is None or not gpu.memory_gb:
+            raise PodtuiError(f"the catalog does not say how much memory {gpu_name} has",
+                              "pick another GPU")
+        return preflight(url, int(gpu.memory_gb * (1 << 30))).message + f" ({gpu_name})"
+
+    def launch(self, spec: dict, progress: ProgressCallback) -> str:
+        service = self.services[0]
+        ctx = spec.get("ctx") or None
+        pod_spec = PodSpec(gpu=spec["gpu"], model=spec["model"], ctx=ctx,
+                           engine=spec.get("engine"), volume_gb=spec.get("volume_gb") or None,
+                           idle_stop_minutes=spec.get("idle_stop_minutes") or None,
+                           name=spec.get("name") or "podtui")
+        result = service.launch(pod_spec, lambda phase, detail: progress(phase, None, detail))
+        keys = ", ".join(f"{pin.key.key_type} {pin.key.fingerprint}" for pin in result.pins)
+        return (f"pod {result.pod.id} is running at {result.endpoint.host}:{result.endpoint.port}; "
+                f"host keys pinned from its log: {keys}")
+
+    # ---- host keys -----------------------------------------------------------------------------
+    def host_key_check(self, key: str) -> HostKeyCheck:
+        service, pod_id = self._split(key)
+        pod = service.provider.get_pod(pod_id)
+        if pod.ssh is None:
+            raise PodtuiError(f"{pod.name} has no public SSH port yet ({pod.status})",
+                              "wait until it runs, then press v again")
+        target = SshTarget(pod.ssh.host, pod.ssh.port, pod.ssh.user, pod_alias(pod.id),
+                           f"pod {pod.id}", pod_id=pod.id)
+        policy = HostKeyPolicy(service.known_hosts, target.alias, target.label)
+        presented = SshConnection(target, policy, ConnectOptions(connect_timeout=10)) \
+            .probe_host_key()
+        try:
+            block = service.fetch_printed_block(pod, timeout_s=HOST_KEY_LOG_WAIT_S)
+        except PodtuiError as exc:
+            if "no host-key block" not in exc.title:
+                raise          # a tampered or foreign block is an error, not "nothing printed"
+            block = None
+        printed = None
+        if block is not None:
+            same_type = [k for k in block.keys if k.key_type == presented.key_type]
+            printed = (same_type or list(block.keys))[0].fingerprint
+        pinned = [pin for pin in service.known_hosts.pins_for(target.alias)
+                  if pin.key.key_type == presented.key_type]
+        with self._lock:
+            self._checks[key] = _PendingCheck(pod, presented, block)
+        return HostKeyCheck(pod_name=pod.name, key_type=presented.key_type,
+                            presented=presented.fingerprint, printed=printed,
+                            pinned=pinned[0].key.fingerprint if pinned else None,
+                            source=f"{service.provider.name} pod log")
+
+    def pin_host_key(self, key: str, check: HostKeyCheck, *, verified: bool) -> str:
+        service, _ = self._split(key)
+        with self._lock:
+            pending = self._checks.get(key)
+        if pending is None or pending.presented.fingerprint != check.presented:
+            raise PodtuiError("the host key changed since it was shown", "press v again")
+        alias = pod_alias(pending.pod.id)
+        if verified:
+            # Pin what the pod printed (every key type), checked equal to what the server showed.
+            keys = list(pending.block.keys) if pending.block and check.matches \
+                else [pending.presented]
+            service.known_hosts.replace(alias, keys, verified=True)
+            return f"pinned {check.presented} for {pending.pod.name} (verified)"
+        service.known_hosts.replace(alias, [pending.presented], verified=False)
+        return f"pinned {check.presented} for {pending.pod.name} as UNVERIFIED"
+
+    # ---- logs ----------------------------------------------------------------------------------
+    def log_follower(self, key: str | None) -> LineFollower:
+        if key is None:
+            return super().log_follower(None)
+        service, pod_id = self._split(key)
+        provider = service.provider
+
+        def lines():
+            return (line.line for line in provider.logs(pod_id, tail=self.log_tail, follow=True))
+
+        return IterableFollower(lines, title=f"{provider.name} log of pod {pod_id}")
