@@ -1,7 +1,9 @@
-"""Idle auto-stop against a loopback double of Runpod REST v2's pod action (short limits).
+"""Idle auto-stop against the team's loopback double of Runpod REST v2 (short limits).
 
 A real llama-server's requests and a real SSH session keep the pod alive; idleness past the limit
-sends exactly one `POST /v2/pods/{id}/action {"action": "stop"}` with the pod's API key.
+sends exactly one `POST /v2/pods/{id}/action {"action": "stop"}` with the pod's API key. The
+double (tests/testbed/runpod_double.py) validates that body against the spec's own
+`PodActionRequest` schema, read from the team's copy of openapi-v2.json at test time.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ import pytest
 
 from remote_agent.idle import DownloadProbe, EngineProbe, IdleWatcher, SshSessionProbe, stop_pod
 from tests.image.conftest import SECRETS
-from tests.image.pod_action_double import PodActionDouble
 from tests.testbed.llama import chat_completion
+from tests.testbed.runpod_double import SPEC_PATH, RunpodDouble
 
 POD = "podidle42"
 KEY = SECRETS["RUNPOD_API_KEY"]
@@ -23,9 +25,18 @@ KEY = SECRETS["RUNPOD_API_KEY"]
 
 @pytest.fixture
 def runpod():
-    double = PodActionDouble(POD, KEY).start()
+    if not SPEC_PATH.exists():
+        pytest.skip(f"the Runpod REST v2 spec is not at {SPEC_PATH} (set RUNPOD_OPENAPI_SPEC)")
+    double = RunpodDouble(KEY).start()
+    double.add_pod(name="idle", status="RUNNING", pod_id=POD)
     yield double
     double.stop()
+    assert double.request_violations == [] and double.response_violations == []
+
+
+def action_calls(runpod) -> list[dict]:
+    """Every `POST /v2/pods/{id}/action`, accepted or refused (a 401 is refused before routing)."""
+    return runpod.requests_to("POST", "/v2/pods/")
 
 
 def watcher_for(runpod, probes, logs, **kwargs) -> IdleWatcher:
@@ -59,7 +70,7 @@ def test_warns_ahead_resets_on_activity_then_stops_exactly_once(runpod, tmp_path
     assert len(logs) == 1 and "WARNING" in logs[0] and "stops itself in 5.0 min" in logs[0]
     (models / "part.incomplete").write_bytes(b"x" * 1000)  # a download makes progress
     at(400)
-    assert "idle clock reset" in logs[-1] and runpod.calls == []
+    assert "idle clock reset" in logs[-1] and action_calls(runpod) == []
     at(650)
     assert len(logs) == 2  # 250 s idle since the download: no warning yet
     at(701)
@@ -67,9 +78,10 @@ def test_warns_ahead_resets_on_activity_then_stops_exactly_once(runpod, tmp_path
     at(1000)
     at(1100)
     at(5000)
-    assert len(runpod.stops()) == 1
-    assert runpod.calls[0]["path"] == f"/v2/pods/{POD}/action"
-    assert runpod.calls[0]["authorization"] == f"Bearer {KEY}"
+    assert runpod.stops() == [POD]
+    (call,) = action_calls(runpod)
+    assert call["path"] == f"/v2/pods/{POD}/action" and call["body"] == {"action": "stop"}
+    assert call["authorized"]  # sent with `Bearer <the pod's key>`
     assert "asked Runpod to stop this pod" in logs[-1]
     assert all(KEY not in line for line in logs)
 
@@ -82,13 +94,16 @@ def test_a_refused_stop_is_logged_and_retried_without_showing_the_key(runpod):
     for t in (61, 70, 92):
         now[0] = t
         watcher.tick()
-    assert len(runpod.calls) == 2  # at 61 and again after retry_s, not on every tick
+    assert len(action_calls(runpod)) == 2  # at 61 and again after retry_s, not on every tick
+    assert runpod.stops() == [] and not any(c["authorized"] for c in action_calls(runpod))
     assert "HTTP 401" in logs[-1] and not watcher.stopped
     runpod.api_key = KEY
     for t in (130, 200, 300):
         now[0] = t
         watcher.tick()
-    assert len(runpod.calls) == 3 and len(runpod.stops()) == 3 and watcher.stopped
+    calls = action_calls(runpod)
+    assert len(calls) == 3 and all(c["body"] == {"action": "stop"} for c in calls) and watcher.stopped
+    assert runpod.stops() == [POD]  # the third, with the right key, was accepted
     assert all(KEY not in line for line in logs)
 
 
@@ -102,15 +117,15 @@ def test_requests_in_flight_keep_the_pod_running(runpod, llama_server):
     try:
         while time.monotonic() < busy_until:  # long generations, back to back
             chat_completion(llama_server.base_url, "Tell me a long story", max_tokens=1200)
-        assert runpod.calls == [], logs
+        assert action_calls(runpod) == [], logs
         ended = time.monotonic()
         deadline = ended + 10
-        while not runpod.calls and time.monotonic() < deadline:
+        while not action_calls(runpod) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert len(runpod.stops()) == 1
+        assert runpod.stops() == [POD]
         assert time.monotonic() - ended >= 1.4  # only after a full idle limit
         time.sleep(0.5)
-        assert len(runpod.calls) == 1
+        assert len(action_calls(runpod)) == 1
     finally:
         done.set()
 
@@ -130,12 +145,12 @@ def test_an_open_ssh_session_keeps_the_pod_running(runpod, sshd, client_key, tmp
     done = run_in_background(watcher)
     try:
         time.sleep(2.5)  # the session stays open past the limit
-        assert runpod.calls == [], logs
+        assert action_calls(runpod) == [], logs
         client.close()
         closed = time.monotonic()
-        while not runpod.calls and time.monotonic() < closed + 10:
+        while not action_calls(runpod) and time.monotonic() < closed + 10:
             time.sleep(0.05)
-        assert len(runpod.stops()) == 1
+        assert runpod.stops() == [POD]
     finally:
         client.close()
         done.set()
@@ -157,6 +172,6 @@ def test_boot_stops_an_idle_pod_once(make_boot, runpod):
     out = run.wait_for("asked Runpod to stop this pod", timeout=30)
     assert "idle auto-stop is on" in out and "[idle] WARNING" in out
     time.sleep(1.5)
-    assert len(runpod.stops()) == 1 and runpod.calls[0]["authorization"] == f"Bearer {KEY}"
+    assert runpod.stops() == [POD] and [c["authorized"] for c in action_calls(runpod)] == [True]
     assert KEY not in run.output()
     assert run.terminate() == 0
