@@ -9,11 +9,14 @@ import shlex
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from remote_agent import __version__
-from remote_agent.ctx_choice import choose_ctx
+from remote_agent.ctx_choice import FitRequest, choose_ctx, parse_ctx
 from remote_agent.engines.base import EngineConfig, EngineFailure
+from remote_agent.fit.agent_fit import AgentFitter, FitSettings
+from remote_agent.fit.budget import BudgetError, EngineOverhead
 from remote_agent.logbuf import SOURCES, LogBuffer
 from remote_agent.settings import AgentSettings
 from remote_agent.state import StateStore
@@ -39,9 +42,13 @@ class Agent:
         self.settings = settings
         self.logbuf = logbuf
         self.state = StateStore(settings.state_dir)
+        self.fitter = AgentFitter(FitSettings(
+            settings.bin_dir, settings.state_dir, settings.memory_budget, settings.address_space_limit,
+            EngineOverhead(*settings.engine_overhead)))
         self.supervisor = EngineSupervisor(
             logbuf, bin_dir=settings.bin_dir, address_space_limit=settings.address_space_limit,
-            timings=settings.timings, on_ready=self._remember_good, on_stopped=self._remember_stopped)
+            timings=settings.timings, on_ready=self._remember_good, on_stopped=self._remember_stopped,
+            stack_limit=settings.engine_stack_limit, fitter=self.fitter)
 
     # ---- persistence -------------------------------------------------------------------------
     def _remember_good(self, config: EngineConfig) -> None:
@@ -113,13 +120,53 @@ class Agent:
     async def engine_start(self, params: dict, emit: Emit) -> dict:
         config = await self.engine_config(params, emit)
         await self.supervisor.start(config, emit)
-        return await self.status({}, emit)
+        return {**await self.status({}, emit), **self._fit_field(config)}
 
     async def engine_swap(self, params: dict, emit: Emit) -> dict:
         started = time.monotonic()
         config = await self.engine_config(params, emit)
         await self.supervisor.swap(config, emit)
-        return {**await self.status({}, emit), "swap_s": round(time.monotonic() - started, 3)}
+        return {**await self.status({}, emit), "swap_s": round(time.monotonic() - started, 3),
+                **self._fit_field(config)}
+
+    async def fit_search(self, params: dict, emit: Emit) -> dict:
+        """Search the largest ctx for a model (the current one by default) and leave it serving."""
+        current = self.supervisor.config
+        cap = params.get("ctx_max")
+        if cap is None and isinstance(env := self._env_ctx_number(), int):
+            cap = env
+        request = FitRequest(ctx_cap=cap, fresh=bool(params.get("fresh")), cache_type=params.get("cache_type"),
+                             budget_bytes=params.get("budget_bytes"))
+        self._check_budget(request)
+        if params.get("model") is None and current is not None:
+            config = EngineConfig.from_dict({**current.to_dict(), "ctx": None, "fit_args": []})
+        else:
+            model = params.get("model") or self.settings.model
+            if not model:
+                raise RequestError("no_model", "fit.search needs a model: pass model, or start one first "
+                                   "(engine.start)")
+            config = await self.engine_config({"model": model}, emit, fit=request)
+        config = replace(config, ctx=None, fit=request)
+        started = time.monotonic()
+        await self.supervisor.swap(config, emit)
+        return {**(self.supervisor.last_fit or {}), "model": config.model, "state": self.supervisor.state,
+                "search_s": round(time.monotonic() - started, 3)}
+
+    def _fit_field(self, config: EngineConfig) -> dict:
+        return {"fit": self.supervisor.last_fit} if config.fit is not None else {}
+
+    def _env_ctx_number(self) -> int | str | None:
+        try:
+            return parse_ctx(self.settings.env_ctx)
+        except ValueError:
+            return None
+
+    def _check_budget(self, request: FitRequest) -> None:
+        """Before anything is stopped: `auto` needs a budget (a GPU, an explicit one, or the stand-in's)."""
+        try:
+            self.fitter.budget(request.budget_bytes)
+        except BudgetError as exc:
+            raise RequestError("no_budget", f"{exc}; or pass a number as ctx") from None
 
     async def engine_stop(self, params: dict, emit: Emit) -> dict:
         await self.supervisor.stop(emit)
@@ -142,20 +189,23 @@ class Agent:
         return await asyncio.to_thread(store.delete_model, self.settings.models_dir, name)
 
     # ---- helpers -------------------------------------------------------------------------------
-    async def engine_config(self, params: dict, emit: Emit) -> EngineConfig:
+    async def engine_config(self, params: dict, emit: Emit, fit: FitRequest | None = None) -> EngineConfig:
         s = self.settings
         engine = params.get("engine") or s.engine
         model_path = await self.resolve(params["model"], emit)
-        ctx = await choose_ctx(params.get("ctx"), s.env_ctx, model_path=model_path, engine=engine,
-                               on_progress=lambda data: emit("progress", data))
+        ctx = fit or choose_ctx(params.get("ctx"), s.env_ctx, fresh=bool(params.get("fresh")))
+        fit = ctx if isinstance(ctx, FitRequest) else None
+        if fit is not None:
+            self._check_budget(fit)  # before anything is stopped
         args = params.get("args")
         if args is None:
             args = s.args
         elif isinstance(args, str):
             args = shlex.split(args)
-        return EngineConfig(engine=engine, model=params["model"], model_path=str(model_path), port=s.port, ctx=ctx,
+        return EngineConfig(engine=engine, model=params["model"], model_path=str(model_path), port=s.port,
+                            ctx=None if fit else ctx,
                             args=tuple(args), gpu_layers=s.gpu_layers, parallel=s.parallel,
-                            batch_size=s.batch_size, ubatch_size=s.ubatch_size)
+                            batch_size=s.batch_size, ubatch_size=s.ubatch_size, fit=fit)
 
     async def resolve(self, text: str, emit: Emit) -> Path:
         """The models package's resolve_model in a worker thread, its progress as events."""

@@ -1,16 +1,25 @@
 """Which context size to start an engine with.
 
-An explicit number wins. `auto` is the context-fit search's job (issue #7, `remote_agent/fit/`);
-until that lands, `auto` falls back to CTX when it is a number, else the engine's own default
-(llama-server: the model's trained context). The fit work replaces `auto_ctx` below.
+An explicit number wins. `auto` (in the request, or CTX=auto in the environment) asks for the
+context-fit search (remote_agent/fit/, run by the supervisor at launch time): the answer is then a
+FitRequest, not a number. When CTX is a number and a request asks for `auto`, CTX is the search's
+upper bound (ARCHITECTURE.md, "Image environment").
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
+from dataclasses import dataclass
 
 AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class FitRequest:
+    """Search the largest ctx that keeps the model on the GPU, at launch (supervisor + fit package)."""
+    ctx_cap: int | None = None        # CTX's number or fit.search's ctx_max; None: the trained context
+    fresh: bool = False               # ignore a remembered result
+    cache_type: str | None = None     # KV cache type for K and V (fit.search); None: from ARGS, else f16
+    budget_bytes: int | None = None   # an explicit budget for this search only
 
 
 def parse_ctx(value) -> int | str | None:
@@ -29,24 +38,19 @@ def parse_ctx(value) -> int | str | None:
     raise ValueError(f"ctx must be a positive integer or \"auto\", not {value!r}")
 
 
-async def choose_ctx(requested, env_ctx: str | None, *, model_path: Path, engine: str,
-                     on_progress: Callable[[dict], None]) -> int | None:
-    ctx = parse_ctx(requested)
-    if ctx is None:
-        try:
-            ctx = parse_ctx(env_ctx)
-        except ValueError:
-            ctx = None
-    if ctx == AUTO:
-        return await auto_ctx(env_ctx, model_path=model_path, engine=engine, on_progress=on_progress)
-    return ctx
-
-
-async def auto_ctx(env_ctx: str | None, *, model_path: Path, engine: str,
-                   on_progress: Callable[[dict], None]) -> int | None:
-    """Seam for the context-fit search (issue #7). Today: CTX's number as the upper bound, else None."""
+def _env_ctx(env_ctx: str | None) -> int | str | None:
     try:
-        bound = parse_ctx(env_ctx)
+        return parse_ctx(env_ctx)
     except ValueError:
         return None
-    return bound if isinstance(bound, int) else None
+
+
+def choose_ctx(requested, env_ctx: str | None, *, fresh: bool = False) -> int | FitRequest | None:
+    """A number, a FitRequest (auto), or None (the engine's default: the model's trained context)."""
+    ctx = parse_ctx(requested)
+    env = _env_ctx(env_ctx)
+    if ctx is None:
+        ctx = env
+    if ctx == AUTO:
+        return FitRequest(ctx_cap=env if isinstance(env, int) else None, fresh=fresh)
+    return ctx

@@ -46,18 +46,32 @@ def _engine_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
 
 
-def _limiter(limit_bytes: int | None):
-    if not limit_bytes:
+def _limiter(limit_bytes: int | None, stack_bytes: int | None = None):
+    if not limit_bytes and not stack_bytes:
         return None
 
     def apply() -> None:  # runs in the child before exec: the CPU stand-in for a GPU's memory
-        resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
+        if stack_bytes:  # glibc sizes thread stacks from it; RLIMIT_AS counts every reserved stack
+            resource.setrlimit(resource.RLIMIT_STACK, (stack_bytes, stack_bytes))
+        if limit_bytes:
+            resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
 
     return apply
 
 
+def vm_peak_bytes(pid: int) -> int | None:
+    """The process's peak virtual size (what RLIMIT_AS limits), or None where /proc cannot tell."""
+    try:
+        for line in open(f"/proc/{pid}/status").read().splitlines():
+            if line.startswith("VmPeak:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 async def spawn(config: EngineConfig, adapter: EngineAdapter, generation: int, logbuf: LogBuffer, *,
-                bin_dir, address_space_limit: int | None) -> EngineProcess:
+                bin_dir, address_space_limit: int | None, stack_limit: int | None = None) -> EngineProcess:
     command = adapter.command(config, bin_dir)  # raises missing_binary
     if await port_is_open(config.port):
         raise EngineFailure(PORT_IN_USE, f"something already listens on 127.0.0.1:{config.port}, the engine "
@@ -66,7 +80,7 @@ async def spawn(config: EngineConfig, adapter: EngineAdapter, generation: int, l
         proc = await asyncio.create_subprocess_exec(
             *command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT, start_new_session=True, env=_engine_env(),
-            preexec_fn=_limiter(address_space_limit))
+            preexec_fn=_limiter(address_space_limit, stack_limit))
     except (FileNotFoundError, PermissionError) as exc:
         raise EngineFailure(MISSING_BINARY, f"cannot run {command[0]}: {exc.strerror}; install {adapter.binary} "
                             "or point --engine-bin-dir at it") from None

@@ -1,7 +1,4 @@
-"""The method table: each method's parameters (checked before anything runs) and its handler.
-
-The context-fit work (issue #7) adds `fit.search` here as one more entry.
-"""
+"""The method table: each method's parameters (checked before anything runs) and its handler."""
 
 from __future__ import annotations
 
@@ -11,6 +8,7 @@ from typing import Any
 
 from remote_agent.ctx_choice import parse_ctx
 from remote_agent.engines import ADAPTERS
+from remote_agent.fit.estimate import CACHE_TYPE_BYTES
 from remote_agent.logbuf import SOURCES
 
 MAX_LOG_TAIL = 100_000
@@ -56,6 +54,16 @@ def _bool(value: Any) -> None:
         raise ParamError("must be true or false")
 
 
+def _positive(value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ParamError("must be a positive integer")
+
+
+def _cache_type(value: Any) -> None:
+    if value not in CACHE_TYPE_BYTES:
+        raise ParamError(f"must be one of: {', '.join(sorted(CACHE_TYPE_BYTES))}")
+
+
 def _source(value: Any) -> None:
     if value not in (*SOURCES, "all"):
         raise ParamError(f"must be one of: {', '.join((*SOURCES, 'all'))}")
@@ -93,13 +101,18 @@ def _named(name: str, check: Callable[[Any], None], value: Any) -> None:
         raise ParamError(f"{name} {exc}") from None
 
 
-ENGINE_PARAMS = dict(required={"model": _model}, optional={"ctx": _ctx, "engine": _engine, "args": _args})
+# fresh: with ctx auto, search again instead of reusing a remembered fit.
+ENGINE_PARAMS = dict(required={"model": _model},
+                     optional={"ctx": _ctx, "engine": _engine, "args": _args, "fresh": _bool})
 
 METHODS: dict[str, MethodSpec] = {
     "status": MethodSpec("status"),
     "engine.start": MethodSpec("engine_start", **ENGINE_PARAMS),
     "engine.swap": MethodSpec("engine_swap", **ENGINE_PARAMS),
     "engine.stop": MethodSpec("engine_stop"),
+    "fit.search": MethodSpec("fit_search", optional={"model": _model, "ctx_max": _positive,
+                                                     "cache_type": _cache_type, "fresh": _bool,
+                                                     "budget_bytes": _positive}),
     "models.list": MethodSpec("models_list"),
     "models.delete": MethodSpec("models_delete", required={"name": _name}),
     "logs.tail": MethodSpec("logs_tail", optional={"n": _positive_int(MAX_LOG_TAIL), "follow": _bool,

@@ -35,6 +35,9 @@ class AgentSettings:
     ubatch_size: int | None = None
     bin_dir: Path | None = None
     address_space_limit: int | None = None
+    engine_stack_limit: int | None = None  # RLIMIT_STACK for the engine (the stand-in's thread stacks)
+    memory_budget: int | None = None  # bytes the engine may use, instead of nvidia-smi's free memory
+    engine_overhead: tuple[int, float] = (0, 0.0)  # bytes beyond llama.cpp's buffers: base, per token
     timings: Timings = field(default_factory=Timings)
     hf_token: str | None = field(default=None, repr=False)
 
@@ -49,6 +52,15 @@ def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
     add("--engine-address-space-limit", type=int, metavar="BYTES",
         help="RLIMIT_AS for the engine (env REMOTE_AGENT_ENGINE_ADDRESS_SPACE_LIMIT): the CPU stand-in for "
         "GPU memory in tests")
+    add("--engine-stack-limit", type=int, metavar="BYTES",
+        help="RLIMIT_STACK for the engine (env REMOTE_AGENT_ENGINE_STACK_LIMIT): with the address-space "
+        "stand-in, small thread stacks keep virtual memory close to what a GPU would hold")
+    add("--memory-budget", metavar="SIZE",
+        help="memory the engine may use, for ctx auto (env REMOTE_AGENT_MEMORY_BUDGET; e.g. 20GiB; "
+        "default: free GPU memory from nvidia-smi, else the address-space limit)")
+    add("--engine-overhead", metavar="BYTES[+PER_TOKEN]",
+        help="what the engine process needs beyond llama.cpp's buffers, for ctx auto (env "
+        "REMOTE_AGENT_ENGINE_OVERHEAD; measured once for the CPU stand-in; on a GPU the margin covers it)")
     add("--no-autostart", action="store_true", help="do not start MODEL or the saved config at daemon start")
     tuning = parser.add_argument_group("supervision timings (seconds)")
     defaults = Timings()
@@ -72,6 +84,35 @@ def _int_env(env: dict[str, str], name: str, minimum: int = 0) -> int | None:
     return value
 
 
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20, "g": 1 << 30,
+          "gib": 1 << 30, "t": 1 << 40, "tib": 1 << 40}
+
+
+def parse_size(text: str, name: str) -> int:
+    """"20GiB", "512M", "1073741824" → bytes (binary units); SettingsError naming `name` otherwise."""
+    raw = text.strip().lower().replace(" ", "")
+    number = raw.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = raw[len(number):]
+    try:
+        value = int(float(number) * _UNITS[unit])
+    except (ValueError, KeyError):
+        raise SettingsError(f"{name}={text!r} is not a size; write bytes or e.g. 20GiB, 512MiB") from None
+    if value <= 0:
+        raise SettingsError(f"{name}={text!r} must be positive")
+    return value
+
+
+def parse_overhead(text: str, name: str) -> tuple[int, float]:
+    """"BYTES" or "BYTES+PER_TOKEN" → (base bytes, bytes per token of context)."""
+    base, _, per_token = text.strip().partition("+")
+    try:
+        # a measured base may be zero or negative (the line's intercept); sizes with units are positive
+        base_bytes = int(base) if base.strip().lstrip("-").isdigit() else parse_size(base, name)
+        return base_bytes, float(per_token) if per_token else 0.0
+    except ValueError:
+        raise SettingsError(f"{name}={text!r}: write BYTES or BYTES+BYTES_PER_TOKEN, e.g. 66MiB+52") from None
+
+
 def settings_from(args: argparse.Namespace, env: dict[str, str] | None = None) -> AgentSettings:
     env = dict(os.environ if env is None else env)
     engine = env.get("ENGINE", "").strip() or "llama-server"
@@ -85,6 +126,11 @@ def settings_from(args: argparse.Namespace, env: dict[str, str] | None = None) -
     if limit is None and env.get("REMOTE_AGENT_ENGINE_ADDRESS_SPACE_LIMIT"):
         limit = _int_env(env, "REMOTE_AGENT_ENGINE_ADDRESS_SPACE_LIMIT", 1)
     bin_dir = args.engine_bin_dir or env.get("REMOTE_AGENT_ENGINE_BIN_DIR") or None
+    stack = args.engine_stack_limit
+    if stack is None and env.get("REMOTE_AGENT_ENGINE_STACK_LIMIT"):
+        stack = _int_env(env, "REMOTE_AGENT_ENGINE_STACK_LIMIT", 1)
+    budget_text = args.memory_budget or env.get("REMOTE_AGENT_MEMORY_BUDGET", "").strip()
+    overhead_text = args.engine_overhead or env.get("REMOTE_AGENT_ENGINE_OVERHEAD", "").strip()
     return AgentSettings(
         socket=Path(args.socket) if args.socket else default_socket_path(env),
         state_dir=Path(args.state_dir) if args.state_dir else default_state_dir(env),
@@ -100,6 +146,9 @@ def settings_from(args: argparse.Namespace, env: dict[str, str] | None = None) -
         ubatch_size=_int_env(env, "UBATCH_SIZE", 1),
         bin_dir=Path(bin_dir) if bin_dir else None,
         address_space_limit=limit,
+        engine_stack_limit=stack,
+        memory_budget=parse_size(budget_text, "--memory-budget") if budget_text else None,
+        engine_overhead=parse_overhead(overhead_text, "--engine-overhead") if overhead_text else (0, 0.0),
         timings=Timings(health_timeout=args.health_timeout, stop_grace=args.stop_grace,
                         drain_timeout=args.drain_timeout, restart_backoff=args.restart_backoff,
                         max_restarts=args.max_restarts),

@@ -12,13 +12,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from remote_agent import engine_process
 from remote_agent.engines import adapter_for
-from remote_agent.engines.base import BAD_MODEL, MISSING_BINARY, EngineConfig, EngineFailure
+from remote_agent.engines.base import BAD_MODEL, MISSING_BINARY, OOM, EngineConfig, EngineFailure
 from remote_agent.logbuf import LogBuffer
 
 STOPPED, STARTING, READY, STOPPING, FAILED, PAUSED = "stopped", "starting", "ready", "stopping", "failed", "paused"
@@ -54,13 +54,25 @@ class _Command:
     future: asyncio.Future | None = None
 
 
+class NothingFits(EngineFailure):
+    """Not even the smallest context fits the memory: retrying cannot help, so the engine pauses."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(OOM, message)
+
+
 class EngineSupervisor:
     def __init__(self, logbuf: LogBuffer, *, bin_dir: Path | None = None, address_space_limit: int | None = None,
                  timings: Timings | None = None, on_ready: Callable[[EngineConfig], None] = lambda c: None,
-                 on_stopped: Callable[[], None] = lambda: None) -> None:
+                 on_stopped: Callable[[], None] = lambda: None, stack_limit: int | None = None,
+                 fitter=None) -> None:
         self.logbuf = logbuf
         self.bin_dir = bin_dir
         self.address_space_limit = address_space_limit
+        self.stack_limit = stack_limit
+        self.fitter = fitter  # fit.agent_fit.AgentFitter: runs `ctx auto` searches (supervisor_fit.py)
+        self.last_fit: dict | None = None  # the last search's summary (fit.search's answer)
+        self._failed_tail: list[str] = []  # the whole output tail of the last launch that failed
         self.timings = timings or Timings()
         self._on_ready = on_ready
         self._on_stopped = on_stopped
@@ -163,11 +175,13 @@ class EngineSupervisor:
         self._generation += 1
         self._set_state(STARTING, model=config.model)
         engine = await engine_process.spawn(config, adapter, self._generation, self.logbuf, bin_dir=self.bin_dir,
-                                            address_space_limit=self.address_space_limit)
+                                            address_space_limit=self.address_space_limit,
+                                            stack_limit=self.stack_limit)
         try:
             await engine_process.wait_healthy(engine, self.timings.health_timeout, self.timings.health_interval)
         except BaseException:
             await engine_process.terminate(engine, grace=1.0)
+            self._failed_tail = list(engine.tail)  # the fit reads the failed allocation from it
             raise
         self._engine = engine
         generation = engine.generation
@@ -183,16 +197,24 @@ class EngineSupervisor:
         await engine_process.terminate(engine, self.timings.stop_grace)
         log.info("%s (pid %d) stopped", engine.adapter.name, engine.pid)
 
+    async def _launch_or_fit(self, config: EngineConfig) -> EngineConfig:
+        """Launch config; a pending `ctx auto` searches first and returns the config it left running."""
+        if config.fit is None:
+            await self._launch(config)
+            return config
+        from remote_agent.supervisor_fit import fit_and_launch
+        return await fit_and_launch(self, config)
+
     async def _on_start(self, command: _Command) -> None:
         self._user_command()
         await self._stop_engine()
         try:
-            await self._launch(command.config)
+            config = await self._launch_or_fit(command.config)
         except EngineFailure as failure:
-            self._fail(failure)
+            self._pause(failure) if isinstance(failure, NothingFits) else self._fail(failure)
             raise
         self.last_error = None
-        self._on_ready(command.config)
+        self._on_ready(config)
 
     async def _on_stop(self, command: _Command) -> None:
         self._user_command()
@@ -217,7 +239,7 @@ class EngineSupervisor:
         await self._drain(self._engine)
         await self._stop_engine()
         try:
-            await self._launch(command.config)
+            config = await self._launch_or_fit(command.config)
         except EngineFailure as failure:
             log.warning("swap to %s failed (%s); rolling back to %s", command.config.model, failure.kind, old.model)
             self._emit("state", {"state": "rolling_back", "to": old.model})
@@ -231,7 +253,7 @@ class EngineSupervisor:
             raise EngineFailure(failure.kind, f"{failure.message}; rolled back to {old.model}, which keeps serving",
                                 failure.log_tail) from None
         self.last_error = None
-        self._on_ready(command.config)
+        self._on_ready(config)
 
     async def _drain(self, engine: engine_process.EngineProcess) -> None:
         """Wait (bounded) until the engine has no request in flight, so a swap cuts nobody off."""
@@ -247,6 +269,12 @@ class EngineSupervisor:
                 self._emit("progress", {"phase": "drain", "message": "drain timed out; in-flight requests are cut"})
                 return
             await asyncio.sleep(0.1)
+
+    def _pause(self, failure: EngineFailure) -> None:
+        self.last_error = EngineFailure(failure.kind, f"{failure.message}; paused instead of crash-looping: pick a "
+                                        "smaller model or quant, or free memory, then engine.start or engine.swap")
+        log.error("engine paused: %s", self.last_error.message)
+        self._set_state(PAUSED, error=self.last_error.to_dict())
 
     def _fail(self, failure: EngineFailure) -> None:
         self.last_error = failure
@@ -276,13 +304,15 @@ class EngineSupervisor:
 
     async def _attempt_restart(self, token: int) -> None:
         try:
-            await self._launch(self.config)
+            config = await self._launch_or_fit(self.config)
         except EngineFailure as failure:
             self._after_failure(failure)
             return
-        self._on_ready(self.config)
+        self._on_ready(config)
 
     def _after_failure(self, failure: EngineFailure) -> None:
+        if isinstance(failure, NothingFits):
+            return self._pause(failure)
         self._failures += 1
         self.last_error = failure
         log.error("engine failure %d in a row (%s): %s", self._failures, failure.kind, failure.message)

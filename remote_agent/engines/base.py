@@ -50,17 +50,25 @@ class EngineConfig:
     parallel: int | None = None
     batch_size: int | None = None
     ubatch_size: int | None = None
+    # Flags the context fit adds after ARGS (its own fit off, cache types, slots) so the engine
+    # runs exactly the memory configuration that was estimated; kept with the persisted config.
+    fit_args: tuple[str, ...] = ()
+    # A pending context-fit search (ctx_choice.FitRequest): the supervisor replaces it by a ctx.
+    fit: object | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict:
         data = asdict(self)
+        data.pop("fit", None)  # only resolved configs (a number as ctx) are persisted
         data["args"] = list(self.args)
+        data["fit_args"] = list(self.fit_args)
         return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "EngineConfig":
-        known = {f for f in cls.__dataclass_fields__}
+        known = {f for f in cls.__dataclass_fields__} - {"fit"}
         values = {k: v for k, v in data.items() if k in known}
         values["args"] = tuple(values.get("args") or ())
+        values["fit_args"] = tuple(values.get("fit_args") or ())
         return cls(**values)
 
 
@@ -111,7 +119,11 @@ class EngineAdapter(ABC):
 
     @abstractmethod
     def command(self, config: EngineConfig, bin_dir: Path | None) -> list[str]:
-        """The full command line (ARGS last, so the user's flags win where the engine allows it)."""
+        """The full command line (ARGS, then the fit's flags, last, so they win where the engine allows it)."""
+
+    def fit_flags(self, run_config) -> list[str]:
+        """Flags that pin the memory configuration a context fit estimated (fit.estimate.RunConfig)."""
+        return []
 
     health_path: str = "/health"
 

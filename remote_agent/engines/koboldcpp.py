@@ -36,7 +36,7 @@ class KoboldCppAdapter(EngineAdapter):
             "--gpulayers", str(gpu_layers),
             "--usecublas", "mmq", "--flashattention", "--ignoremissing", "--skiplauncher",
             *optional_flag("--blasbatchsize", config.batch_size),
-            *config.args,
+            *config.args, *config.fit_args,
         ]
 
     def is_healthy(self, status: int, body: bytes) -> bool:

@@ -30,8 +30,13 @@ class LlamaServerAdapter(EngineAdapter):
             *optional_flag("--parallel", config.parallel),
             *optional_flag("--batch-size", config.batch_size),
             *optional_flag("--ubatch-size", config.ubatch_size),
-            *config.args,
+            *config.args, *config.fit_args,
         ]
+
+    def fit_flags(self, run_config) -> list[str]:
+        # llama-server's own fit (on by default) would shrink the context or move layers to the CPU
+        # behind our back; the search needs the whole model on the GPU at exactly the ctx it chose.
+        return ["--fit", "off", *run_config.engine_args()]
 
     def is_busy(self, status: int, body: bytes) -> bool | None:
         if status != 200:
