@@ -4,9 +4,9 @@ call, without launching anything (the supervisor launches).
 `plan_ctx` picks the estimator (llama-fit-params from the engine's bin dir when present, else the
 header formula), the budget (an explicit one, the engine's address-space limit on the CPU stand-in,
 else nvidia-smi) and a remembered result, and returns a FitResult whose ctx the supervisor starts.
-The full loop (recompute after an OOM, one probe upward) needs a `try_ctx` that starts the engine
-through the supervisor and reports a LaunchOutcome; `fit_with_cache(..., try_ctx=...)` is that
-entry point once the supervisor offers it.
+The full loop (recompute after an OOM, one probe upward) runs when a `try_ctx` is given: the
+daemon's comes from remote_agent/supervisor_fit.py (it starts the engine through the supervisor),
+with the budget and run configuration from fit/agent_fit.py.
 """
 
 from __future__ import annotations

@@ -126,6 +126,12 @@ def test_fit_search_returns_the_figures_and_respects_the_ctx_cap(make_daemon, ll
     # bad params are refused before anything runs
     _, reply = client.call("fit.search", {"cache_type": "q3"})
     assert reply["error"]["code"] == "bad_params" and "q8_0" in reply["error"]["message"]
+    # a search that cannot fit while a model serves rolls back to it, like any failed swap
+    _, reply = client.call("fit.search", {"budget_bytes": 8 * MiB})
+    assert reply["error"]["code"] == "oom" and reply["error"]["message"].startswith("model needs ")
+    assert "rolled back to" in reply["error"]["message"]
+    status = client.result("status")
+    assert status["state"] == "ready" and status["ctx"] == 8192 and engine_ctx(daemon.port) == 8192
 
 
 def test_nothing_fits_pauses_with_what_the_model_needs_and_the_daemon_lives(make_daemon, llama_bin, large_model,
