@@ -24,6 +24,7 @@ from podtui.tui.background import in_daemon_thread
 from podtui.tui.line_source import LineFollower
 from podtui.tui.log_buffer import DEFAULT_CAPACITY
 from podtui.tui.screens.error_dialog import ErrorDialog
+from podtui.tui.screens.first_run import FirstRunScreen
 from podtui.tui.screens.help import HelpScreen
 from podtui.tui.screens.logs import LogsScreen
 from podtui.tui.screens.main import MainScreen
@@ -39,13 +40,14 @@ class PodtuiApp(App[None]):
 
     def __init__(self, services: TuiServices, *, refresh_seconds: float = 5.0,
                  log_capacity: int = DEFAULT_CAPACITY, save_dir: Path | None = None,
-                 activity_log: Path | None = None) -> None:
+                 activity_log: Path | None = None, offer_first_run: bool = True) -> None:
         super().__init__()
         self.services = services
         self.refresh_seconds = refresh_seconds
         self.log_capacity = log_capacity
         self.save_dir = save_dir
         self.activity_log = activity_log
+        self.offer_first_run = offer_first_run
         self._on_done: dict[Worker, Callable[[Any], None]] = {}
         self._on_error: dict[Worker, Callable[[str, str], None]] = {}
         self._log_handler: logging.Handler | None = None
@@ -55,6 +57,8 @@ class PodtuiApp(App[None]):
         self._open_activity_log()
         activity.info("podtui started")
         self.push_screen(MainScreen())
+        if getattr(self.services, "needs_runpod_key", False) and self.offer_first_run:
+            self.push_screen(FirstRunScreen(), self._first_run_done)
         self.call_after_refresh(gc.freeze)
 
     # Why gc.freeze: the objects that exist once the first screen is drawn (Textual, Rich, the
@@ -80,6 +84,20 @@ class PodtuiApp(App[None]):
         activity.addHandler(handler)
         activity.setLevel(logging.INFO)
         self._log_handler = handler
+
+    def _first_run_done(self, key: str | None) -> None:
+        if not key:
+            return
+        from podtui.tui.wiring import store_runpod_key
+
+        def stored(services: TuiServices) -> None:
+            self.services = services
+            self.notify("Runpod API key saved (mode 0600).", title="podtui")
+            if isinstance(self.screen, MainScreen):
+                self.screen.refresh_pods()
+
+        self.run_service(store_runpod_key, key, name="save the Runpod key", group="config",
+                         on_done=stored)
 
     # ---- background calls ----------------------------------------------------------------------
     def run_service(self, call: Callable[..., Any], *args: Any, name: str, group: str,

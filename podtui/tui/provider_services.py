@@ -19,9 +19,11 @@ from podtui.ssh.connection import ConnectOptions, SshConnection
 from podtui.ssh.hostkeys import HostKey, PrintedBlock
 from podtui.ssh.target import SshTarget, pod_alias
 from podtui.ssh.trust import HostKeyPolicy
+from podtui.ssh.tunnel import ForwardSpec, LocalPortBusy, Tunnel
+from podtui.tui.agent_sessions import AgentLogFollower, AgentSessions, swap_progress
 from podtui.tui.line_source import IterableFollower, LineFollower
-from podtui.tui.services import (GpuChoice, HostKeyCheck, PodListing, PodRow, ProgressCallback,
-                                 TuiServices)
+from podtui.tui.services import (GpuChoice, HostKeyCheck, ModelOnPod, PodListing, PodRow,
+                                 ProgressCallback, TuiServices)
 
 HOST_KEY_LOG_WAIT_S = 20.0
 _HF_FILE = re.compile(r"^(?P<repo>[^/:\s]+/[^/:\s]+)/(?P<file>.+\.gguf)$", re.IGNORECASE)
@@ -37,8 +39,11 @@ class _PendingCheck:
 @dataclass
 class ProviderServices(TuiServices):
     services: list[PodService]
+    sessions: AgentSessions = field(default_factory=AgentSessions)
     log_tail: int = 1000
+    tunnel_ports: range = range(5002, 5012)
     _checks: dict[str, _PendingCheck] = field(default_factory=dict)
+    _tunnels: dict[str, tuple[Tunnel, str]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # ---- helpers -------------------------------------------------------------------------------
@@ -49,13 +54,27 @@ class ProviderServices(TuiServices):
                 return service, pod_id
         raise PodtuiError(f"no provider named {name!r} is configured", "restart podtui")
 
-    @staticmethod
-    def _row(provider: Provider, pod: Pod) -> PodRow:
+    def _row(self, provider: Provider, pod: Pod) -> PodRow:
         ctx = pod.env.get("CTX", "")
-        return PodRow(key=f"{provider.name}:{pod.id}", name=pod.name, provider=provider.name,
+        key = f"{provider.name}:{pod.id}"
+        with self._lock:
+            tunnel = self._tunnels.get(key)
+        return PodRow(key=key, name=pod.name, provider=provider.name,
                       status=pod.status, gpu=pod.gpu, price_per_hour=pod.price_per_hr,
                       uptime_s=pod.uptime_s, model=pod.env.get("MODEL", ""),
-                      ctx=int(ctx) if ctx.isdigit() else None)
+                      ctx=int(ctx) if ctx.isdigit() else None,
+                      tunnel_url=tunnel[1] if tunnel else "")
+
+    def _target(self, key: str) -> tuple[PodService, Pod, SshTarget]:
+        """The pod as an SSH target under its pinned alias (it must run and expose port 22)."""
+        service, pod_id = self._split(key)
+        pod = service.provider.get_pod(pod_id)
+        if not pod.running or pod.ssh is None:
+            raise PodtuiError(f"{pod.name} is {pod.status} without a public SSH port",
+                              "resume it (r) and wait until it runs")
+        target = SshTarget(pod.ssh.host, pod.ssh.port, pod.ssh.user, pod_alias(pod.id),
+                           f"pod {pod.id} ({pod.name})", pod_id=pod.id)
+        return service, pod, target
 
     # ---- pods ----------------------------------------------------------------------------------
     def list_pods(self) -> PodListing:
@@ -167,12 +186,82 @@ class ProviderServices(TuiServices):
         service.known_hosts.replace(alias, [pending.presented], verified=False)
         return f"pinned {check.presented} for {pending.pod.name} as UNVERIFIED"
 
+    # ---- the agent ------------------------------------------------------------------------------
+    def _agent(self, key: str):
+        service, pod, target = self._target(key)
+        return self.sessions.client(service.known_hosts, target), pod
+
+    def models_on_pod(self, key: str) -> list[ModelOnPod]:
+        client, _ = self._agent(key)
+        try:
+            models = client.call("models.list")
+        finally:
+            client.close()
+        return [ModelOnPod(str(m.get("name")), int(m.get("size_bytes") or 0),
+                           str(m.get("quant") or ""), str(m.get("last_used") or ""))
+                for m in models]
+
+    def swap_model(self, key: str, model: str, progress: ProgressCallback) -> str:
+        client, pod = self._agent(key)
+        try:
+            status = client.call("engine.swap", {"model": model}, on_event=swap_progress(progress),
+                                 timeout=None)
+        finally:
+            client.close()
+        return f"{status.get('model')} is serving on {pod.name} (ctx {status.get('ctx')})"
+
+    def context_fit(self, key: str) -> str:
+        client, pod = self._agent(key)
+        try:
+            result = client.call("fit.search", {}, timeout=None)
+        finally:
+            client.close()
+        ctx = result.get("ctx") if isinstance(result, dict) else None
+        return f"{pod.name}: the largest context that fits is {ctx} tokens" if ctx else \
+            f"{pod.name}: context fit finished: {result}"
+
+    # ---- tunnels -------------------------------------------------------------------------------
+    def toggle_tunnel(self, key: str) -> str:
+        with self._lock:
+            running = self._tunnels.pop(key, None)
+        if running:
+            running[0].stop()
+            return f"tunnel {running[1]} closed"
+        service, pod, target = self._target(key)
+        connection = SshConnection(target, HostKeyPolicy(service.known_hosts, target.alias,
+                                                         target.label), self.sessions.options)
+        busy = None
+        for port in self.tunnel_ports:
+            tunnel = Tunnel(connection, [ForwardSpec("127.0.0.1", port, "127.0.0.1",
+                                                     pod.engine_port)])
+            try:
+                tunnel.bind()
+            except LocalPortBusy as exc:
+                busy = exc
+                continue
+            try:
+                tunnel.start()     # verifies the host key against the pin before forwarding
+            except BaseException:
+                tunnel.stop()
+                raise
+            url = f"http://127.0.0.1:{port}/v1"
+            with self._lock:
+                self._tunnels[key] = (tunnel, url)
+            return f"tunnel up: {url} → {pod.name}:{pod.engine_port} (host key verified)"
+        raise busy or PodtuiError("no local port to forward from", "free a port from 5002")
+
     # ---- logs ----------------------------------------------------------------------------------
     def log_follower(self, key: str | None) -> LineFollower:
+        """The engine and agent log from the pod's agent when the pod runs and its host key is
+        pinned; else the provider's pod log (the boot log), read through its API."""
         if key is None:
             return super().log_follower(None)
         service, pod_id = self._split(key)
         provider = service.provider
+        if any(pin.verified for pin in service.known_hosts.pins_for(pod_alias(pod_id))):
+            return AgentLogFollower(lambda: self._agent(key)[0],
+                                    title=f"engine and agent log of pod {pod_id}",
+                                    last=self.log_tail)
 
         def lines():
             return (line.line for line in provider.logs(pod_id, tail=self.log_tail, follow=True))

@@ -11,6 +11,8 @@ from podtui.tui.services import PodListing, TuiServices
 
 
 class NoProviders(TuiServices):
+    needs_runpod_key = True    # the app offers the first-run screen
+
     def __init__(self, reason: str) -> None:
         self.reason = reason
 
@@ -28,3 +30,11 @@ def default_services() -> TuiServices:
     except NoApiKey as exc:
         return NoProviders(f"{exc.title}: {exc.fix}" if exc.fix else exc.title)
     return ProviderServices([PodService(provider)])
+
+
+def store_runpod_key(key: str) -> TuiServices:
+    """Save the key in podtui's config file (0600, via podtui.config) and rebuild the services."""
+    from podtui.config import update_config
+
+    update_config("runpod", {"api_key": key})
+    return default_services()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+
+from tests.tui.helpers import shown
 from textual.widgets import Button, Checkbox, Input, ProgressBar, Static
 
 from podtui.errors import PodtuiError
@@ -32,7 +34,7 @@ async def open_main(pilot):
 async def open_hostkey(pilot) -> HostKeyDialog:
     await open_main(pilot)
     await pilot.press("v")
-    await wait_for(pilot, lambda: isinstance(pilot.app.screen, HostKeyDialog))
+    await wait_for(pilot, lambda: shown(pilot.app.screen, HostKeyDialog))
     return pilot.app.screen
 
 
@@ -101,7 +103,7 @@ async def test_a_pasted_fingerprint_verifies_or_is_refused():
 async def open_swap(pilot) -> SwapDialog:
     await open_main(pilot)
     await pilot.press("m")
-    await wait_for(pilot, lambda: isinstance(pilot.app.screen, SwapDialog))
+    await wait_for(pilot, lambda: shown(pilot.app.screen, SwapDialog))
     return pilot.app.screen
 
 
@@ -153,7 +155,7 @@ async def test_launch_validates_model_and_launches():
     async with app.run_test(size=(160, 48)) as pilot:
         await open_main(pilot)
         await pilot.press("n")
-        await wait_for(pilot, lambda: isinstance(app.screen, LaunchScreen))
+        await wait_for(pilot, lambda: shown(app.screen, LaunchScreen))
         screen = app.screen
         await pilot.press(*"not a model")
         assert "space" in str(screen.query_one("#model-problem", Static).render())

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.tui.helpers import shown
+
 from podtui.services.pods import PodService
 from podtui.ssh.known_hosts import KnownHosts
 from podtui.ssh.target import pod_alias
@@ -113,7 +115,7 @@ async def test_logs_follow_the_pod_log_read_through_the_api(double, services):
 async def open_hostkey(pilot) -> HostKeyDialog:
     await main_ready(pilot)
     await pilot.press("v")
-    await wait_for(pilot, lambda: isinstance(pilot.app.screen, HostKeyDialog), timeout=30)
+    await wait_for(pilot, lambda: shown(pilot.app.screen, HostKeyDialog), timeout=30)
     return pilot.app.screen
 
 
@@ -153,7 +155,7 @@ async def test_launch_through_the_double_pins_the_printed_keys(double, services,
     async with app.run_test(size=(160, 48)) as pilot:
         await main_ready(pilot)
         await pilot.press("n")
-        await wait_for(pilot, lambda: isinstance(app.screen, LaunchScreen))
+        await wait_for(pilot, lambda: shown(app.screen, LaunchScreen))
         assert app.screen.query_one("#gpus").row_count >= 1
         app.screen.query_one("#model").value = "org/repo:Q4_K_M"
         await pilot.click("#launch")

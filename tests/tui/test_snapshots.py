@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.tui.helpers import shown
+
 from podtui.tui.app import build_app
 from podtui.tui.line_source import IterableFollower
 from podtui.tui.widgets.pod_table import PodTable
@@ -68,7 +70,7 @@ async def open_hostkey(pilot):
 
     await main_ready(pilot)
     await pilot.press("v")
-    await wait_for(pilot, lambda: isinstance(pilot.app.screen, HostKeyDialog))
+    await wait_for(pilot, lambda: shown(pilot.app.screen, HostKeyDialog))
     pilot.app.clear_notifications()
 
 
@@ -86,7 +88,7 @@ def test_swap_dialog(snap_compare):
 
         await main_ready(pilot)
         await pilot.press("m")
-        await wait_for(pilot, lambda: isinstance(pilot.app.screen, SwapDialog))
+        await wait_for(pilot, lambda: shown(pilot.app.screen, SwapDialog))
         await pilot.press(*"bartowski/Qwen2.5-7B-Instruct-GGUF:Q4_K_M")
 
     assert snap_compare(app_with(), terminal_size=(140, 40), run_before=run_before)
@@ -98,7 +100,7 @@ def test_launch_screen(snap_compare):
 
         await main_ready(pilot)
         await pilot.press("n")
-        await wait_for(pilot, lambda: isinstance(pilot.app.screen, LaunchScreen))
+        await wait_for(pilot, lambda: shown(pilot.app.screen, LaunchScreen))
         await pilot.press(*"org/repo Q4")
 
     assert snap_compare(app_with(), terminal_size=(140, 40), run_before=run_before)

@@ -38,6 +38,13 @@ class Tmux:
             time.sleep(0.1)
         raise AssertionError(f"{text!r} never appeared; the screen was:\n{self.screen()}")
 
+    def wait_gone(self, text: str, timeout: float = 20.0) -> None:
+        # An Escape followed at once by another key reads as Alt+key: wait for its effect first.
+        deadline = time.monotonic() + timeout
+        while text in self.screen():
+            assert time.monotonic() < deadline, f"{text!r} never went away:\n{self.screen()}"
+            time.sleep(0.1)
+
     def keys(self, *keys: str) -> None:
         self.run("send-keys", "-t", self.name, *keys)
 
@@ -54,13 +61,16 @@ def test_podtui_opens_navigates_shows_logs_and_quits(tmp_path):
     tmux.run("set-option", "-t", tmux.name, "window-size", "manual")
     tmux.run("resize-window", "-t", tmux.name, "-x", "160", "-y", "48")
     try:
+        tmux.wait_for("Welcome to podtui")                    # no Runpod key: first run
+        tmux.keys("Escape")                                   # carry on without one
+        tmux.wait_gone("Welcome to podtui")
         screen = tmux.wait_for("Launch")                       # the footer's keys
         assert "name" in screen and "provider" in screen and "tunnel" in screen
         tmux.wait_for("no Runpod API key is configured")      # says how to add one
         tmux.keys("?")
         tmux.wait_for("Logs screen")
         tmux.keys("Escape")
-        time.sleep(0.3)
+        tmux.wait_gone("Logs screen")
         tmux.keys("l")
         screen = tmux.wait_for("podtui started")              # its own activity log, live
         assert "podtui's own log" in screen and "FOLLOWING" in screen
@@ -68,7 +78,9 @@ def test_podtui_opens_navigates_shows_logs_and_quits(tmp_path):
         tmux.wait_for("!text hides them")
         tmux.keys("-l", "started")
         tmux.wait_for("filter 'started'")
-        tmux.keys("Escape", "Escape")
+        tmux.keys("Escape")                                   # clears the filter
+        tmux.wait_gone("filter 'started'")
+        tmux.keys("Escape")                                   # back to the pods
         tmux.wait_for("Launch")
         tmux.keys("q")
         deadline = time.monotonic() + 10
