@@ -11,7 +11,7 @@ import sys
 import click
 
 from podtui import __version__
-from podtui.commands import agent, hostkey, locate, pods, tunnel
+from podtui.commands import agent, hostkey, hosts, local, locate, pods, tunnel
 from podtui.errors import EXIT_USAGE, PodtuiError
 
 
@@ -45,7 +45,7 @@ def cli(ctx: click.Context) -> None:
         ctx.exit(run_tui())
 
 
-for module in (tunnel, pods, hostkey, agent, locate):
+for module in (tunnel, pods, hostkey, agent, hosts, local, locate):
     for command in module.COMMANDS:
         cli.add_command(command)
 

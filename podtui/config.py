@@ -7,6 +7,9 @@ It may hold a Runpod API key, so podtui writes it mode 0600 (atomically) and war
     api_key = "…"
     api_url = "https://api.runpod.io"   # optional
     image = "ghcr.io/you/podtui-pod:0.1.0"
+
+    [ssh_hosts]                         # podtui hosts add|remove (podtui/providers/ssh_host.py)
+    gpubox = {address = "root@203.0.113.9:2222", identity = "/home/me/.ssh/id_ed25519", agent_command = "remote-agent rpc"}
 """
 
 from __future__ import annotations
@@ -127,3 +130,19 @@ def update_config(section: str, values: dict, path: Path | None = None) -> Path:
     merged.update(values)
     data[section] = merged
     return save_config(data, config.path)
+
+
+def remove_config_key(section: str, key: str, path: Path | None = None) -> bool:
+    """Drop `key` from `section` (and the section once empty); False when it was not there."""
+    config = load_config(path)
+    data = dict(config.data)
+    values = data.get(section)
+    if not isinstance(values, dict) or key not in values:
+        return False
+    values = {k: v for k, v in values.items() if k != key}
+    if values:
+        data[section] = values
+    else:
+        data.pop(section)
+    save_config(data, config.path)
+    return True

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import click
 
-from podtui.commands.ssh_options import build_connection, connection_options
+from podtui.commands.ssh_options import build_connection, connection_options, resolve_session
 from podtui.errors import UsageProblem
+from podtui.providers.base import ProviderError
+from podtui.providers.local import LocalProvider
 from podtui.ssh.agent_client import DEFAULT_AGENT_COMMAND, AgentClient
 
 
@@ -18,14 +20,24 @@ def _client(ctx: click.Context) -> AgentClient:
     """Connect on first use (verifying the host key) and remember the client for teardown."""
     state = ctx.obj
     if state.get("client") is None:
+        session = resolve_session(state["target"], state["user"])
+        if session.local:  # this machine: `remote-agent rpc` as a local subprocess, no SSH
+            local = LocalProvider()
+            if not local.daemon.running():
+                raise ProviderError("the local pod is not running", "start it: podtui local start --model MODEL")
+            client = local.daemon.client()
+            ctx.call_on_close(client.close)
+            state["client"] = client
+            return client
         connection = build_connection(state["target"], state["user"], state["identity"],
                                       state["fingerprints"], state["accept_unverified"],
-                                      state["connect_timeout"])
+                                      state["connect_timeout"], session=session)
         outcome = connection.connect()
         if outcome.warning:
             click.echo(outcome.warning, err=True)
         ctx.call_on_close(connection.close)
-        client = AgentClient(connection, state["agent_command"])
+        command = state["agent_command"] or session.agent_command or DEFAULT_AGENT_COMMAND
+        client = AgentClient(connection, command)
         client.open()
         state["client"] = client
     return state["client"]
@@ -41,13 +53,17 @@ def _print(value, as_json: bool, human) -> None:
 @click.group(context_settings={"allow_interspersed_args": True, "ignore_unknown_options": True})
 @click.argument("target")
 @connection_options
-@click.option("--agent-command", envvar="PODTUI_AGENT_COMMAND", default=DEFAULT_AGENT_COMMAND,
-              show_default=True, help="Remote command bridging to the agent's socket.")
+@click.option("--agent-command", envvar="PODTUI_AGENT_COMMAND", default=None,
+              help=f"Remote command bridging to the agent's socket (default: the added host's, "
+                   f"else `{DEFAULT_AGENT_COMMAND}`).")
 @click.pass_context
 def agent(ctx: click.Context, target: str, identity: Path | None, user: str | None,
           fingerprints: tuple[str, ...], accept_unverified: bool, connect_timeout: float,
           agent_command: str) -> None:
     """Talk to remote-agent on TARGET: status, models, swap, fit, logs.
+
+    TARGET is a Runpod pod id or name, a host added with `podtui hosts add`, `local` (this
+    machine's pod, no SSH), or [ssh://][user@]host[:port].
 
     Connects over SSH with the same host-key pins as `podtui tunnel` (exit 3 if not verified).
     """

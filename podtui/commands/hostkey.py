@@ -9,10 +9,10 @@ from pathlib import Path
 import click
 
 from podtui import paths
-from podtui.commands.ssh_options import build_connection, canonical_fingerprints
+from podtui.commands.ssh_options import build_connection, canonical_fingerprints, ssh_session
 from podtui.errors import HostKeyNotVerified, UsageProblem
 from podtui.ssh.hostkeys import parse_printed_blocks
-from podtui.ssh.target import resolve_target
+from podtui.ssh.known_hosts import KnownHosts
 from podtui.ssh.trust import describe_pins
 
 
@@ -30,20 +30,32 @@ def hostkey(target: str, mode: str, pin_fingerprint: str | None, log_file: Path 
             user: str | None, connect_timeout: float, as_json: bool) -> None:
     """Show or pin TARGET's SSH host key (pins live in podtui's own known_hosts).
 
+    For a Runpod pod (id or name) with no pins yet, the keys it printed are read from its log
+    through Runpod's API and pinned first; --from-log refuses a block printed by another pod.
+
     A pin replaces TARGET's previous pins: that is how a deliberately rebuilt host is re-trusted.
     """
     if pin_fingerprint and log_file:
         raise UsageProblem("--pin and --from-log both given", "use one of them")
-    resolved = resolve_target(target, user)
-    known_hosts = build_connection(target, user, None, (), False).policy.known_hosts
+    # A pod without pins gets its printed keys from its log through the provider's API, except
+    # with --from-log, where the file given is the source.
+    session = ssh_session(target, user, pin_from_log=log_file is None)
+    resolved = session.ssh
+    known_hosts = KnownHosts(paths.known_hosts_file())
     if log_file is not None:
         text = sys.stdin.read() if str(log_file) == "-" else _read(log_file)
         block = parse_printed_blocks(text)
+        if resolved.pod_id is not None and block.pod != resolved.pod_id:
+            raise HostKeyNotVerified(
+                f"the host-key block in {'stdin' if str(log_file) == '-' else log_file} was printed by "
+                f"pod {block.pod or '(none named)'!r}, not by {resolved.pod_id}; nothing was pinned",
+                f"use the log of pod {resolved.pod_id} itself (Runpod console → Logs), or run "
+                f"`podtui hostkey {resolved.pod_id}` to read it through the API")
         pins = known_hosts.replace(resolved.alias, list(block.keys), verified=True)
         action = f"pinned from the log (block printed by pod {block.pod or '?'})"
     elif pin_fingerprint:
         (expected,) = canonical_fingerprints((pin_fingerprint,))
-        connection = build_connection(target, user, None, (), False, connect_timeout)
+        connection = build_connection(target, user, None, (), False, connect_timeout, session=session)
         presented = connection.probe_host_key()
         if presented.fingerprint != expected:
             raise HostKeyNotVerified(

@@ -1,4 +1,7 @@
-"""Pod lifecycle verbs: pods, launch, stop, resume, terminate (Runpod REST v2 today).
+"""Pod lifecycle verbs: pods, launch, stop, resume, terminate.
+
+`pods` lists every provider (Runpod, added SSH hosts, the local pod); launch creates Runpod pods;
+stop/resume/terminate go to the provider that owns the pod named.
 
 Results go to stdout (a table, or one JSON object with --json); progress, waits and warnings go
 to stderr, so scripts can parse stdout while people watch stderr.
@@ -18,6 +21,7 @@ from podtui.errors import UsageProblem
 from podtui.providers.base import Pod, PodSpec, Provider
 from podtui.providers.runpod import RunpodProvider
 from podtui.services.pods import PodService
+from podtui.services.providers import find_anywhere, list_everywhere, open_providers
 
 
 def _say(message: str) -> None:
@@ -63,26 +67,44 @@ def _table(rows: list[list[str]]) -> str:
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def pods(as_json: bool) -> None:
-    """List your pods with their $/hr, and the total of the running ones."""
-    provider = open_provider()
-    listed = provider.list_pods()
-    running = [pod for pod in listed if pod.running]
-    total = round(sum(provider.cost_per_hr(pod) for pod in running), 4)
+    """List your pods everywhere (Runpod, added SSH hosts, this machine) with their $/hr, and
+    the total of the running ones. Exit 1 when a configured provider could not be listed."""
+    warnings: list[str] = []
+    opened = open_providers(on_wait=lambda note: _say(f"[{time.strftime('%H:%M:%S')}] {note}"),
+                            warnings=warnings)
+    for warning in warnings:
+        _say(warning)
+    for note in opened.notes:
+        _say(f"note: {note}")
+    listing = list_everywhere(opened.providers)
+    problems = list(opened.problems) + [exc for _, exc in listing.problems]
+    listed = listing.pods
+    running = [(provider, pod) for provider, pod in listed if pod.running]
+    total = round(sum(provider.cost_per_hr(pod) for provider, pod in running), 4)
     if as_json:
-        click.echo(json.dumps({"pods": [{**pod.as_dict(), "cost_per_hr": provider.cost_per_hr(pod)} for pod in listed],
-                               "running": len(running), "running_cost_per_hr": total}))
-        return
-    if not listed:
+        click.echo(json.dumps({"pods": [{**pod.as_dict(), "cost_per_hr": provider.cost_per_hr(pod)}
+                                        for provider, pod in listed],
+                               "running": len(running), "running_cost_per_hr": total,
+                               "notes": opened.notes,
+                               "problems": [{"title": e.title, "fix": e.fix} for e in problems]}))
+    elif not listed:
         click.echo("no pods (start one with `podtui launch --gpu … --model …`)")
-        return
-    rows = [["ID", "NAME", "STATUS", "GPU", "$/HR", "UPTIME", "MODEL", "SSH"]]
-    for pod in listed:
-        gpu = f"{pod.gpu_count}x {pod.gpu}" if pod.gpu else "-"
-        ssh = f"{pod.ssh.host}:{pod.ssh.port}" if pod.ssh else "-"
-        rows.append([pod.id, pod.name or "-", pod.status, gpu, _money(provider.cost_per_hr(pod)),
-                     _uptime(pod.uptime_s), pod.env.get("MODEL", "") or "-", ssh])
-    click.echo(_table(rows))
-    click.echo(f"running: {len(running)} pod{'s' if len(running) != 1 else ''}, ${total:.2f}/hr")
+    else:
+        rows = [["PROVIDER", "ID", "NAME", "STATUS", "GPU", "$/HR", "UPTIME", "MODEL", "SSH", "DETAIL"]]
+        for provider, pod in listed:
+            gpu = f"{pod.gpu_count}x {pod.gpu}" if pod.gpu else "-"
+            ssh = f"{pod.ssh.host}:{pod.ssh.port}" if pod.ssh else "-"
+            rows.append([provider.name, pod.id, pod.name or "-", pod.status, gpu,
+                         _money(provider.cost_per_hr(pod)), _uptime(pod.uptime_s),
+                         pod.env.get("MODEL", "") or "-", ssh, _short(pod.detail) or "-"])
+        click.echo(_table(rows))
+        click.echo(f"running: {len(running)} pod{'s' if len(running) != 1 else ''}, ${total:.2f}/hr")
+    if problems:
+        raise problems[0]  # printed as error/fix, exit 1; the pods that could be listed are above
+
+
+def _short(text: str, width: int = 70) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def _env_pairs(values: tuple[str, ...]) -> dict[str, str]:
@@ -154,8 +176,14 @@ def launch(gpu: str, model: str, ctx: str | None, engine: str | None, engine_arg
     click.echo(f"  next       podtui tunnel {pod.id}")
 
 
-def _find(provider: Provider, ref: str) -> Pod:
-    return provider.find_pod(ref)
+def _find(ref: str) -> tuple[Provider, Pod]:
+    """POD → its provider and pod: `local`, an added SSH host's name, else a Runpod id or name."""
+    warnings: list[str] = []
+    found = find_anywhere(ref, on_wait=lambda note: _say(f"[{time.strftime('%H:%M:%S')}] {note}"),
+                          warnings=warnings)
+    for warning in warnings:
+        _say(warning)
+    return found
 
 
 def _action_command(verb: str, doc: str):
@@ -163,8 +191,7 @@ def _action_command(verb: str, doc: str):
     @click.argument("pod")
     @click.option("--json", "as_json", is_flag=True, help="Print the pod as one JSON object.")
     def command(pod: str, as_json: bool) -> None:
-        provider = open_provider()
-        target = _find(provider, pod)
+        provider, target = _find(pod)
         updated = provider.stop_pod(target.id) if verb == "stop" else provider.resume_pod(target.id)
         if as_json:
             click.echo(json.dumps(updated.as_dict()))
@@ -173,8 +200,10 @@ def _action_command(verb: str, doc: str):
     return command
 
 
-stop = _action_command("stop", "Stop POD (id or name): compute is released, the volume is kept.")
-resume = _action_command("resume", "Resume a stopped POD (id or name); its host keys stay the same.")
+stop = _action_command("stop", "Stop POD (id or name): compute is released, the volume is kept. "
+                                "An added SSH host's engine is stopped; `local` stops this machine's daemon.")
+resume = _action_command("resume", "Resume a stopped POD (id or name); its host keys stay the same. "
+                                   "`local` starts this machine's daemon again with its last model.")
 
 
 @click.command()
@@ -183,8 +212,7 @@ resume = _action_command("resume", "Resume a stopped POD (id or name); its host 
 @click.option("--json", "as_json", is_flag=True)
 def terminate(pod: str, yes: bool, as_json: bool) -> None:
     """Terminate POD (id or name) for good: its volume and models are deleted."""
-    provider = open_provider()
-    target = _find(provider, pod)
+    provider, target = _find(pod)
     if not yes:
         prompt = (f"Terminate pod {target.id} ({target.name}, {target.status})? Its volume, models and "
                   "host keys are deleted for good")

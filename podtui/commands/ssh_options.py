@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import time
 from pathlib import Path
 
 import click
@@ -12,7 +13,8 @@ from podtui.errors import UsageProblem
 from podtui.ssh.connection import ConnectOptions, SshConnection
 from podtui.ssh.hostkeys import normalize_fingerprint
 from podtui.ssh.known_hosts import KnownHosts
-from podtui.ssh.target import SshTarget, resolve_target
+from podtui.services.sessions import SessionTarget, resolve_session_target
+from podtui.ssh.target import SshTarget
 from podtui.ssh.trust import HostKeyPolicy
 
 
@@ -41,10 +43,34 @@ def canonical_fingerprints(values: tuple[str, ...]) -> tuple[str, ...]:
         raise UsageProblem(str(exc), "copy the fingerprint exactly as printed: SHA256:<43 characters>") from None
 
 
+def say_progress(phase: str, detail: str) -> None:
+    """Progress of a pod lookup (reading its log for the printed keys) goes to stderr."""
+    click.echo(f"[{time.strftime('%H:%M:%S')}] {detail}", err=True)
+
+
+def resolve_session(target_text: str, user: str | None, *, pin_from_log: bool = True) -> SessionTarget:
+    return resolve_session_target(target_text, user, say_progress, pin_from_log=pin_from_log)
+
+
+def ssh_session(target_text: str, user: str | None, *, pin_from_log: bool = True) -> SessionTarget:
+    """Like resolve_session, but the local pod (no SSH) is a usage error naming what to do."""
+    session = resolve_session(target_text, user, pin_from_log=pin_from_log)
+    if session.local:
+        raise UsageProblem(
+            "the local pod runs on this machine: there is no SSH connection, tunnel or host key to it",
+            "its engine is at http://127.0.0.1:<PORT>/v1 already (`podtui pods` shows the port); "
+            "talk to its agent with `podtui agent local status`")
+    return session
+
+
 def build_connection(target_text: str, user: str | None, identity: Path | None,
                      fingerprints: tuple[str, ...], accept_unverified: bool,
-                     connect_timeout: float = 10.0) -> SshConnection:
-    target = resolve_target(target_text, user)
+                     connect_timeout: float = 10.0, session: SessionTarget | None = None) -> SshConnection:
+    """TARGET (an added host's name, a Runpod pod id or name, or an SSH address) → a connection
+    whose host-key policy holds the pins. An added host's identity is used unless -i is given."""
+    session = session or ssh_session(target_text, user)
+    target = session.ssh
+    identity = identity or session.identity
     policy = HostKeyPolicy(KnownHosts(paths.known_hosts_file()), target.alias, target.label,
                            canonical_fingerprints(fingerprints), accept_unverified)
     options = ConnectOptions(identity=identity, connect_timeout=connect_timeout,

@@ -61,6 +61,7 @@ class Pod:
     uptime_s: float | None = None
     created_at: str | None = None
     env: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    detail: str = ""                          # why it is in this status (an SSH host's reason, …)
 
     @property
     def running(self) -> bool:
@@ -78,7 +79,7 @@ class Pod:
             "ssh": None if self.ssh is None else {"host": self.ssh.host, "port": self.ssh.port,
                                                   "user": self.ssh.user},
             "engine_port": self.engine_port, "uptime_s": self.uptime_s, "created_at": self.created_at,
-            "model": self.env.get("MODEL", ""), "env": self.public_env(),
+            "model": self.env.get("MODEL", ""), "env": self.public_env(), "detail": self.detail,
         }
 
 

@@ -109,9 +109,10 @@ def create_body(spec: PodSpec, image: str) -> dict:
         "image": image,
         "gpu": {"id": spec.gpu, "count": spec.gpu_count},
         "cloud": spec.cloud,
-        # 22/tcp for the direct SSH mapping; the engine port as the contract lists it. The engine
-        # listens on the pod's loopback only, so its public mapping reaches nothing by itself.
-        "ports": ["22/tcp", f"{spec.port}/tcp"],
+        # 22/tcp only: the engine listens on the pod's 127.0.0.1 and is reached through the
+        # verified SSH tunnel. A public mapping of PORT would reach nothing, and would invite the
+        # proxy route (`/http`) podtui exists to avoid (seed 000 step 3).
+        "ports": ["22/tcp"],
         "env": spec.env(),
         "disk": spec.container_disk_gb,
         # Runpod injects the account's registered SSH keys as PUBLIC_KEY (unless env sets one).

@@ -8,6 +8,7 @@ SSH connection: the tunnel and agent verbs connect later with a reject policy ag
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Callable
@@ -135,9 +136,10 @@ class PodService:
         return self.known_hosts.replace(pod_alias(pod.id), list(block.keys), verified=True)
 
     def ssh_target(self, ref: str, user: str | None = None, progress: Progress = _quiet,
-                   block_timeout_s: float = 60.0) -> SshTarget:
+                   block_timeout_s: float = 60.0, pin_from_log: bool = True) -> SshTarget:
         """The pod named by id or name as an SSH target under its `podtui-<id>` alias, with its
-        printed host keys pinned (fetched from the log when it has no verified pins yet)."""
+        printed host keys pinned (fetched from the log when it has no verified pins yet, unless
+        pin_from_log is False: `hostkey --from-log` pins from a file instead)."""
         pod = self.provider.find_pod(ref)
         if not pod.running:
             raise ProviderError(f"pod {pod.id} ({pod.name}) is {pod.status}, not running",
@@ -146,7 +148,7 @@ class PodService:
             raise ProviderError(f"pod {pod.id} has no public port-22 mapping yet",
                                 "wait for it to finish starting; it needs 22/tcp among its ports")
         alias = pod_alias(pod.id)
-        if not any(pin.verified for pin in self.known_hosts.pins_for(alias)):
+        if pin_from_log and not any(pin.verified for pin in self.known_hosts.pins_for(alias)):
             self.pin(pod, self.fetch_printed_block(pod, progress, timeout_s=block_timeout_s))
         login = user or pod.ssh.user
         return SshTarget(pod.ssh.host, pod.ssh.port, login, alias,
@@ -161,10 +163,12 @@ def _still_billed(pod: Pod, fix: str) -> str:
 _LOOKS_LIKE_HOST = re.compile(r"[.:@/\[]")
 
 
-def resolve_pod_target(text: str, user: str | None = None, progress: Progress = _quiet) -> SshTarget | None:
+def resolve_pod_target(text: str, user: str | None = None, progress: Progress = _quiet, *,
+                       block_timeout_s: float = 60.0, pin_from_log: bool = True) -> SshTarget | None:
     """`pod_resolver` for podtui.ssh.target.resolve_target: a Runpod pod id or name → SshTarget
     with its printed host keys pinned; None when TARGET is not a pod (an SSH host) or no Runpod
-    key is configured, so the caller falls back to `[user@]host[:port]`."""
+    key is configured, so the caller falls back to `[user@]host[:port]`. PODTUI_POLL_S sets how
+    often the log is read again while waiting for the block (default 5 s)."""
     if _LOOKS_LIKE_HOST.search(text):
         return None
     from podtui.providers.runpod import NoApiKey, RunpodProvider
@@ -174,7 +178,9 @@ def resolve_pod_target(text: str, user: str | None = None, progress: Progress = 
     except NoApiKey:
         return None
     try:
-        return PodService(provider).ssh_target(text, user, progress)
+        service = PodService(provider, poll_s=float(os.environ.get("PODTUI_POLL_S") or 5.0))
+        return service.ssh_target(text, user, progress, block_timeout_s=block_timeout_s,
+                                  pin_from_log=pin_from_log)
     except PodNotFound:
         return None
     finally:

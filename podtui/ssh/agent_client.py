@@ -60,9 +60,14 @@ class AgentClient:
         except queue.Empty:
             hello = None
         if not isinstance(hello, dict) or hello.get("hello") != "remote-agent":
+            # The bridge's own words (e.g. "the agent daemon is not running") come on stderr, just
+            # before its exit status: wait briefly for that status so they are not lost to a race.
+            status_event = getattr(self._channel, "status_event", None)
+            if status_event is not None:
+                status_event.wait(2.0)
             raise AgentUnavailable(
                 f"`{self.command}` on {self.connection.target.label} did not greet as remote-agent"
-                + (f": {self._stderr_tail()}" if self._stderr_tail() else ""),
+                + _colon(self._stderr_tail()),
                 "start the daemon in the pod (`remote-agent daemon`), or set the bridge command with "
                 "--agent-command / PODTUI_AGENT_COMMAND",
             )
@@ -149,7 +154,7 @@ class AgentClient:
                              "check the agent's log (`podtui agent TARGET logs`)") from None
         if message is _CLOSED:
             raise AgentUnavailable(f"the agent channel closed during {method}"
-                                   + (f": {self._stderr_tail()}" if self._stderr_tail() else ""),
+                                   + _colon(self._stderr_tail()),
                                    "check that the daemon is still running in the pod")
         return message
 
@@ -202,3 +207,8 @@ class AgentClient:
         if channel is None or not channel.recv_stderr_ready():
             return ""
         return channel.recv_stderr(4096).decode(errors="replace").strip()[-400:]
+
+
+def _colon(text: str) -> str:
+    """`: <text>` or nothing (the stderr tail is read once: reading consumes it)."""
+    return f": {text}" if text else ""

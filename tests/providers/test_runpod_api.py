@@ -25,7 +25,8 @@ def test_list_get_create_stop_resume_terminate(provider, runpod_double):
                                       engine="koboldcpp", idle_stop_minutes=30, volume_gb=60))
     assert pod.status == "PROVISIONING" and pod.ssh is None and pod.price_per_hr == 0.44
     body = runpod_double.requests_to("POST", "/v2/pods")[0]["body"]
-    assert body["ports"] == ["22/tcp", "5002/tcp"]
+    # SSH only: the engine (PORT=5002 in env) is reached through the tunnel, never a public mapping
+    assert body["ports"] == ["22/tcp"]
     assert body["mounts"] == {"persistent": {"size": 60, "path": "/workspace"}}
     assert body["image"] == "ghcr.io/example/podtui-pod:0.1.0" and body["startSsh"] is True
     assert body["env"] == {"MODEL": "org/repo:Q4_K_M", "CTX": "8192", "ENGINE": "koboldcpp", "PORT": "5002",

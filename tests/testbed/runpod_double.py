@@ -108,7 +108,7 @@ class RunpodDouble:
         pod_id = pod_id or f"pod{next(self._ids):04d}x"
         pod = self._new_pod(pod_id, {"name": name, "image": "ghcr.io/example/podtui-pod:0.1.0",
                                      "gpu": {"id": "NVIDIA GeForce RTX 4090", "count": 1},
-                                     "env": env or {}, "ports": ["22/tcp", "5002/tcp"]})
+                                     "env": env or {}, "ports": ["22/tcp"]})
         pod["cost"] = cost
         self._set_status(pod, status)
         with self._lock:

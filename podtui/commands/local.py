@@ -1,0 +1,104 @@
+"""`podtui local start|stop|status`: the local pod (remote-agent daemon + engine on this machine)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+
+from podtui.errors import UsageProblem
+from podtui.providers.base import DEFAULT_ENGINE_PORT, PodSpec, ProviderError
+from podtui.providers.local import LocalProvider
+
+SETTLED = ("ready", "failed", "paused", "stopped")
+
+
+@click.group()
+def local() -> None:
+    """The local pod: this machine's remote-agent daemon and its engine (llama-server by default).
+
+    Its state, socket and log live under podtui's state dir (`podtui locate`). The engine listens
+    on 127.0.0.1:PORT, so no tunnel is needed; `podtui agent local …` talks to the daemon.
+    """
+
+
+def _wait_settled(provider: LocalProvider, timeout_s: float) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = provider.status()
+        if status.get("state") in SETTLED or time.monotonic() >= deadline:
+            return status
+        time.sleep(0.2)
+
+
+@local.command()
+@click.option("--model", default="", help="MODEL: a GGUF path, org/repo:QUANT, an HF URL … (see README).")
+@click.option("--ctx", default=None, help="CTX: context length, or 'auto'.")
+@click.option("--engine", type=click.Choice(["llama-server", "koboldcpp"]), default=None)
+@click.option("--args", "engine_args", default=None, help="ARGS: extra engine arguments.")
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help=f"Engine port on 127.0.0.1 (default: the last one, else {DEFAULT_ENGINE_PORT}).")
+@click.option("--models-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where models are kept (default: the last one, else <state dir>/local/models).")
+@click.option("--engine-bin-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Folder with llama-server / koboldcpp (default: the last one, else "
+                   "$REMOTE_AGENT_ENGINE_BIN_DIR, else PATH).")
+@click.option("--wait", "wait_s", type=float, default=300, show_default=True,
+              help="Seconds to wait for the engine to be ready (0: do not wait).")
+@click.option("--json", "as_json", is_flag=True)
+def start(model: str, ctx: str | None, engine: str | None, engine_args: str | None, port: int | None,
+          models_dir: Path | None, engine_bin_dir: Path | None, wait_s: float, as_json: bool) -> None:
+    """Start the local pod's daemon; with --model it serves that model (else its last one)."""
+    if ctx is not None and ctx != "auto" and not ctx.isdigit():
+        raise UsageProblem(f"--ctx {ctx!r} is neither a number nor 'auto'", "e.g. --ctx 8192 or --ctx auto")
+    provider = LocalProvider()
+    spec = PodSpec(gpu="local", model=model, ctx=ctx, engine=engine, args=engine_args,
+                   port=port or provider.daemon.settings().port)
+    provider.start(spec, models_dir=str(models_dir.resolve()) if models_dir else None,
+                   engine_bin_dir=str(engine_bin_dir.resolve()) if engine_bin_dir else None, port=port)
+    status = _wait_settled(provider, wait_s) if wait_s > 0 else provider.status()
+    url = f"http://127.0.0.1:{status.get('port')}/v1"
+    if as_json:
+        click.echo(json.dumps({"status": status, "base_url": url, "pid": provider.daemon.pid(),
+                               "log": str(provider.daemon.log_file)}))
+    else:
+        click.echo(f"local pod started (pid {provider.daemon.pid()}, log {provider.daemon.log_file})")
+        click.echo(f"  engine    {status.get('state')}: {status.get('model') or 'no model yet'}")
+        click.echo(f"  base URL  {url}")
+    if status.get("state") in ("failed", "paused"):
+        error = status.get("last_error") or {}
+        raise ProviderError(f"the local engine {status.get('state')}: {error.get('kind')}: {error.get('message')}",
+                            "the daemon keeps running: fix the model or engine and run "
+                            "`podtui agent local swap MODEL`, or `podtui local stop`")
+
+
+@local.command()
+@click.option("--json", "as_json", is_flag=True)
+def stop(as_json: bool) -> None:
+    """Stop the local daemon (it stops its engine first; its last good config stays saved)."""
+    provider = LocalProvider()
+    pid = provider.daemon.stop()
+    if as_json:
+        click.echo(json.dumps({"stopped": pid is not None, "pid": pid}))
+    else:
+        click.echo(f"local pod stopped (pid {pid})" if pid else "the local pod was not running")
+
+
+@local.command()
+@click.option("--json", "as_json", is_flag=True)
+def status(as_json: bool) -> None:
+    """The local pod's status (STOPPED when its daemon is not running)."""
+    provider = LocalProvider()
+    pod = provider.get_pod()
+    if as_json:
+        click.echo(json.dumps({**pod.as_dict(), "base_url": provider.base_url(pod),
+                               "socket": str(provider.daemon.socket), "log": str(provider.daemon.log_file)}))
+        return
+    click.echo(f"local pod: {pod.status} ({pod.detail})")
+    if pod.running:
+        click.echo(f"  base URL  {provider.base_url(pod)}")
+
+
+COMMANDS = [local]

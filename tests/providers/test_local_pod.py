@@ -1,0 +1,101 @@
+"""The local pod for real: `podtui local start` runs `remote-agent daemon` here with the test bed's
+CPU llama-server on a tiny model; the agent is reached through a local `remote-agent rpc` bridge."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+
+import pytest
+
+from tests.providers.conftest import run_podtui
+from tests.testbed.llama import chat_completion
+from tests.testbed.procs import free_port
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture
+def local_env(podtui_env):
+    """No Runpod key: what a person with a GPU at home and no cloud account sees."""
+    env = {k: v for k, v in podtui_env.items() if k != "RUNPOD_API_KEY"}
+    yield env
+    run_podtui(env, "local", "stop")  # never leave a daemon behind, whatever failed
+
+
+def _port_answers(port: int) -> bool:
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+        return True
+    except OSError:
+        return False
+
+
+def test_local_pod_start_list_chat_agent_stop(local_env, llama_bin, tiny_model, tmp_path):
+    out = run_podtui(local_env, "pods", "--json")
+    assert out.returncode == 0, out.stderr  # no Runpod key is a note, not an error
+    (local,) = [p for p in json.loads(out.stdout)["pods"] if p["provider"] == "local"]
+    assert local["id"] == "local" and local["status"] == "STOPPED" and "podtui local start" in local["detail"]
+
+    port = free_port()
+    out = run_podtui(local_env, "local", "start", "--model", str(tiny_model), "--ctx", "512", "--port", str(port),
+                     "--engine-bin-dir", str(llama_bin), "--models-dir", str(tmp_path / "models"), "--json",
+                     timeout=120)
+    assert out.returncode == 0, out.stderr
+    started = json.loads(out.stdout)
+    assert started["status"]["state"] == "ready" and started["base_url"] == f"http://127.0.0.1:{port}/v1"
+    assert chat_completion(f"http://127.0.0.1:{port}")["choices"][0]["message"]["content"] is not None
+
+    listed = json.loads(run_podtui(local_env, "pods", "--json").stdout)
+    (local,) = [p for p in listed["pods"] if p["provider"] == "local"]
+    assert local["status"] == "RUNNING" and local["model"].endswith(tiny_model.name)
+    assert local["engine_port"] == port and local["detail"].startswith("engine ready")
+    assert listed["running"] == 1 and listed["running_cost_per_hr"] == 0
+
+    status = run_podtui(local_env, "agent", "local", "status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["state"] == "ready"
+    logs = run_podtui(local_env, "agent", "local", "logs", "-n", "50", "--source", "engine", "--json")
+    assert logs.returncode == 0 and logs.stdout.strip()
+
+    again = run_podtui(local_env, "local", "start")
+    assert again.returncode == 1 and "already running" in again.stderr
+    tunnel = run_podtui(local_env, "tunnel", "local")
+    assert tunnel.returncode == 2 and "no SSH connection" in tunnel.stderr
+
+    pid = started["pid"]
+    out = run_podtui(local_env, "local", "stop", "--json")
+    assert out.returncode == 0 and json.loads(out.stdout) == {"stopped": True, "pid": pid}
+    assert not os.path.exists(f"/proc/{pid}") or "Z" in open(f"/proc/{pid}/stat").read().split(")")[1][:3]
+    assert not _port_answers(port)  # the daemon stopped its engine
+    status = json.loads(run_podtui(local_env, "local", "status", "--json").stdout)
+    assert status["status"] == "STOPPED"
+
+    # resume: the daemon restarts the last good config it saved, on the same port
+    out = run_podtui(local_env, "resume", "local", "--json")
+    assert out.returncode == 0, out.stderr
+    deadline_ok = False
+    for _ in range(100):
+        status = json.loads(run_podtui(local_env, "local", "status", "--json").stdout)
+        if status["detail"].startswith("engine ready"):
+            deadline_ok = True
+            break
+        import time
+        time.sleep(0.2)
+    assert deadline_ok, status
+    assert chat_completion(f"http://127.0.0.1:{port}")["choices"][0]["message"]["content"] is not None
+
+
+def test_a_bad_model_fails_clearly_and_the_agent_stays_reachable(local_env, llama_bin, tmp_path):
+    bogus = tmp_path / "not-a-model.gguf"
+    bogus.write_bytes(b"this is not gguf" * 100)
+    out = run_podtui(local_env, "local", "start", "--model", str(bogus), "--port", str(free_port()),
+                     "--engine-bin-dir", str(llama_bin), "--models-dir", str(tmp_path / "models"), timeout=120)
+    assert out.returncode == 1 and "the local engine" in out.stderr and "podtui agent local swap" in out.stderr
+    assert run_podtui(local_env, "agent", "local", "status").returncode == 0
+
+
+def test_agent_local_without_a_daemon_says_how_to_start_it(local_env):
+    out = run_podtui(local_env, "agent", "local", "status")
+    assert out.returncode == 1 and "podtui local start" in out.stderr
