@@ -123,6 +123,8 @@ class PodtuiApp(App[None]):
             return
         on_done = self._on_done.pop(worker, None)
         on_error = self._on_error.pop(worker, None)
+        if self._closing or not (_still_there(on_done) and _still_there(on_error)):
+            return    # the screen that asked has gone (or the app is quitting): nobody to tell
         if event.state == WorkerState.SUCCESS and on_done is not None:
             on_done(worker.result)
         elif event.state == WorkerState.ERROR:
@@ -144,6 +146,11 @@ class PodtuiApp(App[None]):
 
     def open_logs(self, source: LineFollower) -> None:
         self.push_screen(LogsScreen(source, capacity=self.log_capacity, save_dir=self.save_dir))
+
+
+def _still_there(callback: Callable | None) -> bool:
+    owner = getattr(callback, "__self__", None)
+    return owner is None or getattr(owner, "is_attached", True)
 
 
 def build_app(services: TuiServices | None = None, **options: Any) -> PodtuiApp:

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from podtui.errors import PodtuiError
 from podtui.providers.base import Pod, PodSpec, Provider
 from podtui.services.pods import PodService
+from podtui.ssh.agent_client import AgentClient
 from podtui.ssh.connection import ConnectOptions, SshConnection
 from podtui.ssh.hostkeys import HostKey, PrintedBlock
+from podtui.ssh.known_hosts import KnownHosts
 from podtui.ssh.target import SshTarget, pod_alias
 from podtui.ssh.trust import HostKeyPolicy
 from podtui.ssh.tunnel import ForwardSpec, LocalPortBusy, Tunnel
@@ -45,6 +49,8 @@ class ProviderServices(TuiServices):
     _checks: dict[str, _PendingCheck] = field(default_factory=dict)
     _tunnels: dict[str, tuple[Tunnel, str]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    notes: list[str] = field(default_factory=list)      # shown in the footer, e.g. no Runpod key
+    needs_runpod_key: bool = False                      # the app offers the first-run dialog
 
     # ---- helpers -------------------------------------------------------------------------------
     def _split(self, key: str) -> tuple[PodService, str]:
@@ -65,9 +71,18 @@ class ProviderServices(TuiServices):
                       ctx=int(ctx) if ctx.isdigit() else None,
                       tunnel_url=tunnel[1] if tunnel else "")
 
+    @staticmethod
+    def _known_hosts(service: PodService) -> KnownHosts:
+        return service.known_hosts
+
     def _target(self, key: str) -> tuple[PodService, Pod, SshTarget]:
-        """The pod as an SSH target under its pinned alias (it must run and expose port 22)."""
+        """The pod as an SSH target with its pins (it must run and expose port 22): an added SSH
+        host under its `[host]:port` name, a cloud pod under `podtui-<id>`."""
         service, pod_id = self._split(key)
+        host_of = getattr(service.provider, "host", None)  # podtui.providers.ssh_host
+        if host_of is not None:
+            host = host_of(pod_id)
+            return service, service.provider.get_pod(pod_id), host.target()
         pod = service.provider.get_pod(pod_id)
         if not pod.running or pod.ssh is None:
             raise PodtuiError(f"{pod.name} is {pod.status} without a public SSH port",
@@ -78,7 +93,7 @@ class ProviderServices(TuiServices):
 
     # ---- pods ----------------------------------------------------------------------------------
     def list_pods(self) -> PodListing:
-        listing = PodListing()
+        listing = PodListing(problems=list(self.notes))
         for service in self.services:
             provider = service.provider
             try:
@@ -87,6 +102,8 @@ class ProviderServices(TuiServices):
                 listing.problems.append(f"{provider.name}: {exc.title}")
                 continue
             listing.rows.extend(self._row(provider, pod) for pod in pods)
+            listing.problems.extend(f"{pod.name}: {pod.detail}" for pod in pods
+                                    if getattr(pod, "detail", "") and not pod.running)
         return listing
 
     def stop(self, key: str) -> str:
@@ -105,8 +122,16 @@ class ProviderServices(TuiServices):
         return f"pod {pod_id} terminated"
 
     # ---- launch --------------------------------------------------------------------------------
+    def _launcher(self) -> PodService:
+        for service in self.services:
+            if service.provider.name == "runpod":
+                return service
+        raise PodtuiError("launching a pod needs a Runpod API key",
+                          "restart podtui and enter the key, or set RUNPOD_API_KEY; the local pod "
+                          "starts with `podtui local start --model MODEL`")
+
     def gpu_catalog(self) -> list[GpuChoice]:
-        service = self.services[0]
+        service = self._launcher()
         return [GpuChoice(gpu.name, gpu.memory_gib, gpu.price_per_hr)
                 for gpu in service.provider.gpu_catalog()]
 
@@ -128,7 +153,7 @@ class ProviderServices(TuiServices):
         return preflight(url, int(gpu.memory_gb * (1 << 30))).message + f" ({gpu_name})"
 
     def launch(self, spec: dict, progress: ProgressCallback) -> str:
-        service = self.services[0]
+        service = self._launcher()
         ctx = spec.get("ctx") or None
         pod_spec = PodSpec(gpu=spec["gpu"], model=spec["model"], ctx=ctx,
                            engine=spec.get("engine"), volume_gb=spec.get("volume_gb") or None,
@@ -187,35 +212,39 @@ class ProviderServices(TuiServices):
         return f"pinned {check.presented} for {pending.pod.name} as UNVERIFIED"
 
     # ---- the agent ------------------------------------------------------------------------------
-    def _agent(self, key: str):
-        service, pod, target = self._target(key)
-        return self.sessions.client(service.known_hosts, target), pod
-
-    def models_on_pod(self, key: str) -> list[ModelOnPod]:
-        client, _ = self._agent(key)
+    @contextmanager
+    def _agent(self, key: str) -> Iterator[tuple[AgentClient, Pod]]:
+        """An open agent client for the pod, closed afterwards. The local pod is reached through
+        its local bridge (no SSH); any other pod over SSH with its pinned host key."""
+        service, pod_id = self._split(key)
+        provider = service.provider
+        local_daemon = getattr(provider, "daemon", None)   # podtui.providers.local.LocalProvider
+        if local_daemon is not None:
+            pod, client = provider.get_pod(pod_id), local_daemon.client()
+        else:
+            service, pod, target = self._target(key)
+            client = self.sessions.client(self._known_hosts(service), target)
         try:
-            models = client.call("models.list")
+            yield client, pod
         finally:
             client.close()
+
+    def models_on_pod(self, key: str) -> list[ModelOnPod]:
+        with self._agent(key) as (client, _):
+            models = client.call("models.list")
         return [ModelOnPod(str(m.get("name")), int(m.get("size_bytes") or 0),
                            str(m.get("quant") or ""), str(m.get("last_used") or ""))
                 for m in models]
 
     def swap_model(self, key: str, model: str, progress: ProgressCallback) -> str:
-        client, pod = self._agent(key)
-        try:
+        with self._agent(key) as (client, pod):
             status = client.call("engine.swap", {"model": model}, on_event=swap_progress(progress),
                                  timeout=None)
-        finally:
-            client.close()
         return f"{status.get('model')} is serving on {pod.name} (ctx {status.get('ctx')})"
 
     def context_fit(self, key: str) -> str:
-        client, pod = self._agent(key)
-        try:
+        with self._agent(key) as (client, pod):
             result = client.call("fit.search", {}, timeout=None)
-        finally:
-            client.close()
         ctx = result.get("ctx") if isinstance(result, dict) else None
         return f"{pod.name}: the largest context that fits is {ctx} tokens" if ctx else \
             f"{pod.name}: context fit finished: {result}"
@@ -227,6 +256,10 @@ class ProviderServices(TuiServices):
         if running:
             running[0].stop()
             return f"tunnel {running[1]} closed"
+        service, _ = self._split(key)
+        if getattr(service.provider, "daemon", None) is not None:
+            return (f"no tunnel needed: the local pod's engine is at "
+                    f"{service.provider.base_url()} already")
         service, pod, target = self._target(key)
         connection = SshConnection(target, HostKeyPolicy(service.known_hosts, target.alias,
                                                          target.label), self.sessions.options)
@@ -258,8 +291,10 @@ class ProviderServices(TuiServices):
             return super().log_follower(None)
         service, pod_id = self._split(key)
         provider = service.provider
-        if any(pin.verified for pin in service.known_hosts.pins_for(pod_alias(pod_id))):
-            return AgentLogFollower(lambda: self._agent(key)[0],
+        if provider.name == "runpod" and \
+                any(pin.verified for pin in service.known_hosts.pins_for(pod_alias(pod_id))):
+            _, _, target = self._target(key)
+            return AgentLogFollower(lambda: self.sessions.client(service.known_hosts, target),
                                     title=f"engine and agent log of pod {pod_id}",
                                     last=self.log_tail)
 

@@ -1,8 +1,8 @@
 """Builds the real TuiServices from podtui's configured providers.
 
-Runpod is wired when an API key is configured (RUNPOD_API_KEY, podtui's config file or
-~/.runpod/config.toml). Without one, the base TuiServices opens the main screen and says in the
-footer how to add a key; SSH hosts and the local pod are not providers yet (issue #6).
+Every configured provider is listed: Runpod when an API key is configured (RUNPOD_API_KEY,
+podtui's config file or ~/.runpod/config.toml), the SSH hosts added with `podtui hosts add`, and
+the local pod. Without a Runpod key the first-run dialog offers to store one.
 """
 
 from __future__ import annotations
@@ -21,6 +21,23 @@ class NoProviders(TuiServices):
 
 
 def default_services() -> TuiServices:
+    from podtui.services.pods import PodService
+    from podtui.tui.provider_services import ProviderServices
+
+    try:   # every configured provider: Runpod, added SSH hosts, the local pod (issue #6)
+        from podtui.services.providers import open_providers
+    except ImportError:
+        open_providers = None
+    if open_providers is None:
+        return _runpod_only()
+    opened = open_providers()
+    services = ProviderServices([PodService(provider) for provider in opened.providers])
+    services.notes = [*opened.notes, *(f"{exc.title} ({exc.fix})" for exc in opened.problems)]
+    services.needs_runpod_key = not any(p.name == "runpod" for p in opened.providers)
+    return services
+
+
+def _runpod_only() -> TuiServices:
     from podtui.providers.runpod import NoApiKey, RunpodProvider
     from podtui.services.pods import PodService
     from podtui.tui.provider_services import ProviderServices

@@ -39,7 +39,8 @@ async def test_the_key_is_stored_0600_and_runpod_is_wired(no_key):
         assert "does not look like" in str(app.screen.query_one("#key-problem").render())
         app.screen.query_one("#api-key", Input).value = KEY
         await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.services, ProviderServices))
+        await wait_for(pilot, lambda: isinstance(app.services, ProviderServices) and any(
+            s.provider.name == "runpod" for s in app.services.services))
         assert isinstance(app.screen, MainScreen)
         config = paths.config_file()
         assert KEY in config.read_text()

@@ -71,7 +71,7 @@ def test_podtui_opens_navigates_shows_logs_and_quits(tmp_path):
         tmux.wait_for("Logs screen")
         tmux.keys("Escape")
         tmux.wait_gone("Logs screen")
-        tmux.keys("l")
+        tmux.keys("L")
         screen = tmux.wait_for("podtui started")              # its own activity log, live
         assert "podtui's own log" in screen and "FOLLOWING" in screen
         tmux.keys("/")

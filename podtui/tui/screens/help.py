@@ -12,7 +12,7 @@ MAIN_KEYS = [
     ("n", "launch a pod"), ("s", "stop the pod (keeps its volume)"), ("r", "resume a stopped pod"),
     ("D", "terminate (type the pod's name to confirm)"), ("t", "tunnel on/off"),
     ("v", "verify and pin the host key"), ("m", "swap the model"), ("c", "context fit"),
-    ("l", "logs (podtui's own log when no pod is selected)"), ("enter", "pod details"),
+    ("l", "the pod's logs"), ("L", "podtui's own activity log"), ("enter", "pod details"),
     ("/", "filter pods"), ("?", "this help"), ("q", "quit"),
 ]
 LOG_KEYS = [

@@ -26,6 +26,7 @@ class MainScreen(Screen[None]):
         Binding("m", "swap", "Swap model"),
         Binding("c", "fit", "Ctx fit"),
         Binding("l", "logs", "Logs"),
+        Binding("L", "own_log", "podtui log", show=False),
         Binding("enter", "details", "Details", show=False),
         Binding("slash", "filter", "Filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
@@ -162,6 +163,9 @@ class MainScreen(Screen[None]):
     def action_logs(self) -> None:
         row = self.table.selected
         self.app.open_logs(self.app.services.log_follower(row.key if row else None))
+
+    def action_own_log(self) -> None:
+        self.app.open_logs(self.app.services.log_follower(None))
 
     def action_verify(self) -> None:
         from podtui.tui.flows import verify_host_key
