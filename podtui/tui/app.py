@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -67,6 +68,8 @@ class PodtuiApp(App[None]):
     # (bench/tui_logs.py), longer than a frame. Frozen, full collections take ~10 ms.
 
     def on_unmount(self) -> None:
+        # Tunnels and SSH connections close on a daemon thread: a dead network must not hold `q`.
+        threading.Thread(target=self.services.close, daemon=True, name="close services").start()
         if self._log_handler:
             activity.removeHandler(self._log_handler)
             self._log_handler.close()

@@ -219,6 +219,11 @@ class ProviderServices(TuiServices):
         service, pod_id = self._split(key)
         provider = service.provider
         local_daemon = getattr(provider, "daemon", None)   # podtui.providers.local.LocalProvider
+        host_of = getattr(provider, "host", None)           # podtui.providers.ssh_host
+        if host_of is not None:   # its identity and agent command come from podtui's config
+            with provider.agent(host_of(pod_id)) as client:
+                yield client, provider.get_pod(pod_id)
+            return
         if local_daemon is not None:
             pod, client = provider.get_pod(pod_id), local_daemon.client()
         else:
@@ -261,8 +266,12 @@ class ProviderServices(TuiServices):
             return (f"no tunnel needed: the local pod's engine is at "
                     f"{service.provider.base_url()} already")
         service, pod, target = self._target(key)
+        options = self.sessions.options
+        host_of = getattr(service.provider, "host", None)
+        if host_of is not None:   # an added SSH host logs in with the identity it was added with
+            options = ConnectOptions(identity=host_of(pod.id).identity)
         connection = SshConnection(target, HostKeyPolicy(service.known_hosts, target.alias,
-                                                         target.label), self.sessions.options)
+                                                         target.label), options)
         busy = None
         for port in self.tunnel_ports:
             tunnel = Tunnel(connection, [ForwardSpec("127.0.0.1", port, "127.0.0.1",
@@ -282,6 +291,14 @@ class ProviderServices(TuiServices):
                 self._tunnels[key] = (tunnel, url)
             return f"tunnel up: {url} → {pod.name}:{pod.engine_port} (host key verified)"
         raise busy or PodtuiError("no local port to forward from", "free a port from 5002")
+
+    def close(self) -> None:
+        with self._lock:
+            tunnels = list(self._tunnels.values())
+            self._tunnels.clear()
+        for tunnel, _ in tunnels:
+            tunnel.stop()
+        self.sessions.close_all()
 
     # ---- logs ----------------------------------------------------------------------------------
     def log_follower(self, key: str | None) -> LineFollower:

@@ -122,6 +122,9 @@ class TuiServices:
     def launch(self, spec: dict, progress: ProgressCallback) -> str:
         raise NotBuiltYet("launch", 6)
 
+    def close(self) -> None:
+        """Let go of tunnels and connections (called when the app exits)."""
+
     def log_follower(self, key: str | None) -> LineFollower:
         """The pod's engine/agent log; with no pod, podtui's own log."""
         if key is None:
