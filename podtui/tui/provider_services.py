@@ -250,9 +250,11 @@ class ProviderServices(TuiServices):
     def context_fit(self, key: str) -> str:
         with self._agent(key) as (client, pod):
             result = client.call("fit.search", {}, timeout=None)
-        ctx = result.get("ctx") if isinstance(result, dict) else None
-        return f"{pod.name}: the largest context that fits is {ctx} tokens" if ctx else \
-            f"{pod.name}: context fit finished: {result}"
+        if not isinstance(result, dict):
+            return f"{pod.name}: context fit finished: {result}"
+        if result.get("message"):
+            return f"{pod.name}: {result['message']}"
+        return f"{pod.name}: the largest context that fits is {result.get('ctx')} tokens"
 
     # ---- tunnels -------------------------------------------------------------------------------
     def toggle_tunnel(self, key: str) -> str:
