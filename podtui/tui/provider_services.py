@@ -33,6 +33,14 @@ HOST_KEY_LOG_WAIT_S = 20.0
 _HF_FILE = re.compile(r"^(?P<repo>[^/:\s]+/[^/:\s]+)/(?P<file>.+\.gguf)$", re.IGNORECASE)
 
 
+def _engine_state(detail: str) -> str:
+    """`engine ready: tiny-a.gguf, ctx 2048` (an agent-backed pod's detail) → `ready`."""
+    if not detail.startswith("engine "):
+        return ""
+    words = detail.removeprefix("engine ").split(":", 1)[0].split()
+    return words[0] if words else ""
+
+
 @dataclass
 class _PendingCheck:
     pod: Pod
@@ -69,6 +77,7 @@ class ProviderServices(TuiServices):
                       status=pod.status, gpu=pod.gpu, price_per_hour=pod.price_per_hr,
                       uptime_s=pod.uptime_s, model=pod.env.get("MODEL", ""),
                       ctx=int(ctx) if ctx.isdigit() else None,
+                      engine_state=_engine_state(getattr(pod, "detail", "")),
                       tunnel_url=tunnel[1] if tunnel else "")
 
     @staticmethod

@@ -57,6 +57,7 @@ async def test_local_pod_listed_swapped_logged_and_stopped(local_pod, tiny_model
     async with app.run_test(size=(160, 48)) as pilot:
         await wait_for(pilot, lambda: app.screen.query(PodTable) and local_row(app) is not None
                        and local_row(app).status == "RUNNING")
+        assert local_row(app).engine_state == "ready" and local_row(app).model
         summary = str(app.screen.query_one("#summary").render())
         assert "1 running · $0.00/hr" in summary and "no Runpod API key" in summary
 
