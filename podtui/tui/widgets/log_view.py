@@ -14,7 +14,6 @@ import time
 from collections import deque
 
 from rich.segment import Segment
-from rich.style import Style
 from textual import events
 from textual.binding import Binding
 from textual.cache import LRUCache
