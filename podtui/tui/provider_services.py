@@ -170,8 +170,13 @@ class ProviderServices(TuiServices):
                            name=spec.get("name") or "podtui")
         result = service.launch(pod_spec, lambda phase, detail: progress(phase, None, detail))
         keys = ", ".join(f"{pin.key.key_type} {pin.key.fingerprint}" for pin in result.pins)
-        return (f"pod {result.pod.id} is running at {result.endpoint.host}:{result.endpoint.port}; "
+        text = (f"pod {result.pod.id} is running at {result.endpoint.host}:{result.endpoint.port}; "
                 f"host keys pinned from its log: {keys}")
+        progress("tunnel", None, "opening the tunnel (host key checked against the new pin)")
+        try:
+            return f"{text}; {self.toggle_tunnel(f'{service.provider.name}:{result.pod.id}')}"
+        except PodtuiError as exc:   # the pod is up and pinned either way: say what to do next
+            return f"{text}; tunnel not opened: {exc.title} — press t to retry"
 
     # ---- host keys -----------------------------------------------------------------------------
     def host_key_check(self, key: str) -> HostKeyCheck:

@@ -8,8 +8,10 @@ import pytest
 from tests.tui.helpers import shown
 
 from podtui.services.pods import PodService
+from podtui.ssh.connection import ConnectOptions
 from podtui.ssh.known_hosts import KnownHosts
 from podtui.ssh.target import pod_alias
+from podtui.tui.agent_sessions import AgentSessions
 from podtui.tui.app import build_app
 from podtui.tui.provider_services import ProviderServices
 from podtui.tui.screens.confirm_terminate import ConfirmTerminate
@@ -36,11 +38,14 @@ def double():
 
 
 @pytest.fixture
-def services(double, tmp_path):
+def services(double, tmp_path, client_key):
     provider = make_provider(double)
     service = PodService(provider, KnownHosts(tmp_path / "known_hosts"), wait_timeout_s=10,
                          block_timeout_s=3, poll_s=0.1)
-    yield ProviderServices([service])
+    sessions = AgentSessions(ConnectOptions(identity=client_key, use_agent=False))
+    services = ProviderServices([service], sessions=sessions)
+    yield services
+    services.close()
     provider.api.close()
 
 
@@ -151,6 +156,9 @@ async def test_a_pod_log_printing_another_key_is_a_red_mismatch(double, services
 async def test_launch_through_the_double_pins_the_printed_keys(double, services, sshd, tmp_path):
     double.ssh_host, double.ssh_port = "127.0.0.1", sshd.port
     double.boot_log = lambda pod_id: real_boot_log(pod_id, sshd.host_key, tmp_path / "boot")
+    launched: list[str] = []
+    launch = services.launch
+    services.launch = lambda spec, progress: launched.append(launch(spec, progress)) or launched[0]
     app = build_app(services, refresh_seconds=60)
     async with app.run_test(size=(160, 48)) as pilot:
         await main_ready(pilot)
@@ -165,3 +173,6 @@ async def test_launch_through_the_double_pins_the_printed_keys(double, services,
         pod_id = next(iter(double.pods))
         pins = services.services[0].known_hosts.pins_for(pod_alias(pod_id))
         assert [(p.key.fingerprint, p.verified) for p in pins] == [(sshd.host_fingerprint, True)]
+        # and the tunnel opened against the new pin, so the launch ends with a local URL
+        assert "tunnel up: http://127.0.0.1:" in launched[0], launched
+        assert "(host key verified)" in launched[0]
