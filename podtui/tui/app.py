@@ -68,6 +68,7 @@ class PodtuiApp(App[None]):
     # (bench/tui_logs.py), longer than a frame. Frozen, full collections take ~10 ms.
 
     def on_unmount(self) -> None:
+        gc.unfreeze()   # give what was frozen at start back to the collector (tests run many apps)
         # Tunnels and SSH connections close on a daemon thread: a dead network must not hold `q`.
         threading.Thread(target=self.services.close, daemon=True, name="close services").start()
         if self._log_handler:
