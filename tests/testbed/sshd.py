@@ -82,6 +82,10 @@ class SshServer:
                 "PermitRootLogin prohibit-password",
                 "AllowTcpForwarding yes",
                 "LogLevel VERBOSE",
+                # Bash sources ~/.bashrc for commands run by sshd when SHLVL < 2; the machine's
+                # root .bashrc (pyenv init/rehash) then adds seconds, or with a stale rehash lock
+                # a minute, to every exec session. Test sessions must not depend on dotfiles.
+                "SetEnv SHLVL=1",
                 self.extra_config,
             ]) + "\n"
         )
