@@ -14,7 +14,10 @@ import jsonschema
 import referencing
 import referencing.jsonschema
 
-SPEC_PATH = Path(os.environ.get("RUNPOD_OPENAPI_SPEC", "/work/shared/runpod/openapi-v2.json"))
+from tests.testbed.cache import REPO
+
+# CI clones the repo with the team's shared/ folder beside it; RUNPOD_OPENAPI_SPEC overrides.
+SPEC_PATH = Path(os.environ.get("RUNPOD_OPENAPI_SPEC", REPO.parent / "shared" / "runpod" / "openapi-v2.json"))
 SPEC_URI = "urn:runpod:openapi-v2"
 
 
