@@ -33,7 +33,7 @@ def test_remote_agent_loads_neither_textual_paramiko_nor_podtui():
     assert not loaded & {"textual", "paramiko", "podtui"}
 
 
-def test_fit_modules_the_client_imports_stay_standard_library_only():
-    """podtui's pre-flight imports remote_agent.fit (besides protocol): it must stay light."""
-    loaded = loaded_modules("podtui.services.preflight")
+def test_agent_modules_the_client_imports_stay_standard_library_only():
+    """podtui imports remote_agent.fit (pre-flight) and models.refs (MODEL check): they must stay light."""
+    loaded = loaded_modules("podtui.services.preflight", "remote_agent.models.refs")
     assert not loaded & {"numpy", "gguf", "huggingface_hub", "textual", "httpx"}

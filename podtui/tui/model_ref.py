@@ -1,36 +1,20 @@
-"""A syntax check of MODEL for the launch screen, before anything is sent anywhere.
+"""The launch screen's MODEL check, before anything is sent anywhere.
 
-The pod's agent does the real parsing and download (remote_agent/models/refs.py); podtui may not
-import it (ARCHITECTURE: podtui imports only remote_agent.protocol), so this mirrors only the
-forms' shape to catch typos early. Returns a message naming the problem and the accepted forms.
+It asks the agent's own parser (remote_agent/models/refs.py, stdlib only) so the screen and the
+pod can never disagree about which forms are valid. No MODEL_DIR exists on the client, so a bare
+file name (valid on a pod that already has that file) is refused here: a new pod has no files yet.
 """
 
 from __future__ import annotations
 
-import re
-
-FORMS = ("a Hugging Face URL, org/repo, org/repo:QUANT (e.g. org/repo:Q4_K_M), "
-         "org/repo/path/file.gguf, or a path on the pod (/models/x.gguf)")
-_PART = r"[A-Za-z0-9][A-Za-z0-9._-]*"
-_REPO = re.compile(rf"^{_PART}/{_PART}(:{_PART})?$")
-_REPO_FILE = re.compile(rf"^{_PART}/{_PART}(/{_PART})*/{_PART}\.gguf$", re.IGNORECASE)
-_URL = re.compile(r"^https?://(www\.)?(huggingface\.co|hf\.co)/[^\s]+$", re.IGNORECASE)
+from remote_agent.models.errors import ModelError
+from remote_agent.models.refs import parse_model_ref
 
 
 def model_problem(text: str) -> str | None:
-    """None when MODEL looks valid, else what is wrong and what forms are accepted."""
-    text = text.strip()
-    if not text:
-        return f"MODEL is empty: give {FORMS}"
-    if any(ch.isspace() for ch in text):
-        return f"MODEL contains a space: give {FORMS}"
-    if ".." in text.split("/") or "\\" in text:
-        return "MODEL may not contain `..` or backslashes"
-    if text.startswith(("/", "./", "~/", "file://")):
-        return None
-    if text.lower().startswith(("http://", "https://")):
-        return None if _URL.match(text) else \
-            "only huggingface.co / hf.co URLs can be downloaded; give " + FORMS
-    if _REPO.match(text) or _REPO_FILE.match(text):
-        return None
-    return f"{text!r} is not a MODEL podtui understands: give {FORMS}"
+    """None when MODEL is valid, else the agent's message naming the problem and the forms."""
+    try:
+        parse_model_ref(text)
+    except ModelError as error:
+        return str(error)
+    return None

@@ -1,7 +1,8 @@
 """Read a GGUF file's header (metadata and tensor table) without numpy or the `gguf` package.
 
-Stdlib only, because podtui's pre-flight uses it on the client: it parses a byte prefix of a
-remote file fetched with HTTP range requests, and a truncated prefix says how many bytes it needs
+The one GGUF reader of the project: the fit estimate, `models.list` (trained context, magic check)
+and podtui's pre-flight use it. Stdlib only, because the pre-flight runs on the client: it parses
+a byte prefix of a remote file fetched with HTTP range requests, and a truncated prefix says how many bytes it needs
 (`HeaderTruncated.need_at_least`) so the caller can grow the range instead of guessing.
 Layout (GGUF v2/v3, little endian): b"GGUF", u32 version, u64 tensor count, u64 kv count, the kv
 pairs (string key, u32 type, value), then per tensor: name, u32 n_dims, u64 dims, u32 ggml type,
@@ -175,3 +176,21 @@ def read_header(path: Path, first_read: int = 1 << 20) -> GGUFHeader:
                     raise GGUFFormatError(f"{path} ends inside its GGUF header (truncated download?)") from None
                 size = max(more.need_at_least, size * 2)
                 data += f.read(size - len(data))
+
+
+def has_gguf_magic(path: Path) -> bool:
+    """Whether the file starts with the GGUF magic (False when it cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == GGUF_MAGIC
+    except OSError:
+        return False
+
+
+def trained_context(path: Path) -> int | None:
+    """`<arch>.context_length` of a local GGUF, or None when absent or the file is unreadable."""
+    try:
+        value = read_header(path).arch_value("context_length")
+    except (OSError, GGUFFormatError):
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

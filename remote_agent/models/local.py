@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from remote_agent.models import gguf_meta, select, store
+from remote_agent.fit import gguf_meta
+from remote_agent.models import select, store
 from remote_agent.models.errors import ModelError
 
 

@@ -97,6 +97,9 @@ def _parse_repo_ref(text: str) -> HubRef:
         text, quant = text.rsplit(":", 1)
         if not _QUANT.fullmatch(quant):
             raise ModelError("bad_ref", f"bad quant {quant!r} in MODEL; write it like org/repo:Q4_K_M.")
+    if any(ch.isspace() for ch in text):
+        raise ModelError("bad_ref", f"MODEL {text!r} contains a space; Hugging Face names have none. "
+                                    f"{FORMS_HELP}.")
     parts = text.split("/")
     if len(parts) < 2:
         raise ModelError("bad_ref", f"MODEL {text!r} is not a file in MODEL_DIR nor a Hugging Face repo. "

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from remote_agent.models import gguf_meta
+from remote_agent.fit import gguf_meta
 from remote_agent.models.errors import ModelError
 
 AGENT_DIR = ".remote-agent"

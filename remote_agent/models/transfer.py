@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlsplit
 
-from remote_agent.models import gguf_meta, store
+from remote_agent.fit import gguf_meta
+from remote_agent.models import store
 from remote_agent.models.errors import ModelError
 
 SHA256_RE = re.compile(r"[0-9a-f]{64}")

@@ -63,7 +63,7 @@ def test_name_in_models_dir_is_local(tmp_path):
     ("https://huggingface.co/org/repo/resolve/main//etc/passwd", "absolute paths are not allowed"),
     ("https://huggingface.co/org/repo/resolve/main/a\\..\\b.gguf", "traversal"),
     ("https://huggingface.co/org/repo/tree/main/%2E%2E/x", "traversal"),
-    ("org/re po", "not a valid Hugging Face"),
+    ("org/re po", "contains a space"),
     ("../org/repo", None),  # a relative local path, not a repo: parsed as local (no error)
     ("https://example.com/org/repo/resolve/main/x.gguf", "not Hugging Face"),
     ("https://huggingface.co/org", "names no repo"),

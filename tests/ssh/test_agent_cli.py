@@ -1,7 +1,7 @@
 """`podtui agent` over the real sshd: an exec channel speaking the agent protocol.
 
-Until `remote-agent daemon`/`rpc` land, the remote command is tests/ssh/agent_double.py (a protocol
-double, see its docstring); the end-to-end test against the real daemon skips until it exists.
+Most tests run tests/ssh/agent_double.py as the remote command (a protocol double, see its
+docstring: it can misbehave on purpose); one runs the real `remote-agent daemon` and `rpc` bridge.
 """
 
 from __future__ import annotations
@@ -80,15 +80,6 @@ def test_missing_agent_is_a_clear_error(sshd, client_key, podtui_env):
     assert "did not greet" in out.stderr and "remote-agent daemon" in out.stderr
 
 
-def _daemon_is_built() -> bool:
-    out = subprocess.run([sys.executable, "-m", "remote_agent", "daemon", "--help"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    probe = subprocess.run([sys.executable, "-c", "import remote_agent.daemon, remote_agent.bridge"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    return out.returncode == 0 and probe.returncode == 0
-
-
-@pytest.mark.skipif(not _daemon_is_built(), reason="remote-agent daemon/rpc not built yet (issue #3)")
 def test_status_from_the_real_daemon_through_sshd(sshd, client_key, podtui_env, tmp_path):
     socket_path = tmp_path / "agent.sock"
     daemon = subprocess.Popen([sys.executable, "-m", "remote_agent", "daemon", "--socket", str(socket_path),

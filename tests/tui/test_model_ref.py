@@ -1,4 +1,4 @@
-"""The launch screen's MODEL check: every seed form passes, typos get a message with the forms."""
+"""The launch screen's MODEL check (the agent's parser): every seed form passes, typos get a message."""
 
 import pytest
 
@@ -17,7 +17,7 @@ def test_accepted_forms(model):
 
 @pytest.mark.parametrize("model, words", [
     ("", "empty"), ("org/repo Q4", "space"), ("org/../etc", ".."),
-    ("https://example.com/x.gguf", "huggingface.co"), ("justaname", "not a MODEL"),
+    ("https://example.com/x.gguf", "huggingface.co"), ("justaname", "nor a Hugging Face repo"),
 ])
 def test_refused_with_the_problem_and_the_forms(model, words):
     problem = model_problem(model)
