@@ -45,6 +45,14 @@ def test_versions_are_pinned_and_nothing_compiles_at_start():
     assert "rm -f /etc/ssh/ssh_host_*" in text  # no host key baked into the image
 
 
+def test_only_sshd_is_exposed():
+    """The engine listens on the pod's loopback (engines/base.py): only the tunnel reaches it."""
+    from remote_agent.engines.base import ENGINE_HOST
+
+    assert re.findall(r"^EXPOSE (.+)$", DOCKERFILE.read_text(), flags=re.M) == ["22/tcp"]
+    assert ENGINE_HOST == "127.0.0.1"
+
+
 @pytest.mark.skipif(not Path(SSHD).exists(), reason="needs openssh-server (scripts/test.sh installs it)")
 def test_sshd_config_allows_keys_and_local_forwarding_only(tmp_path):
     key = generate_key(tmp_path / "hostkey")
