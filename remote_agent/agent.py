@@ -17,6 +17,7 @@ from remote_agent.ctx_choice import FitRequest, choose_ctx, parse_ctx
 from remote_agent.engines.base import EngineConfig, EngineFailure
 from remote_agent.fit.agent_fit import AgentFitter, FitSettings
 from remote_agent.fit.budget import BudgetError, EngineOverhead
+from remote_agent.idle import DownloadProbe, EngineProbe, IdleWatcher
 from remote_agent.logbuf import SOURCES, LogBuffer
 from remote_agent.settings import AgentSettings
 from remote_agent.state import StateStore
@@ -49,6 +50,18 @@ class Agent:
             logbuf, bin_dir=settings.bin_dir, address_space_limit=settings.address_space_limit,
             timings=settings.timings, on_ready=self._remember_good, on_stopped=self._remember_stopped,
             stack_limit=settings.engine_stack_limit, fitter=self.fitter)
+        self.activity: IdleWatcher | None = None  # set by start_activity_clock
+
+    def start_activity_clock(self, done: threading.Event) -> None:
+        """Measure idleness (no engine request, no download) for `status.idle_s`, in a thread: the
+        probes do blocking HTTP and directory walks that must not hold up the daemon's loop."""
+        def run() -> None:
+            self.activity = IdleWatcher.tracking(
+                [EngineProbe(self.settings.port), DownloadProbe(self.settings.models_dir)],
+                poll_s=self.settings.idle_poll_s)
+            self.activity.run(done)
+
+        threading.Thread(target=run, name="activity-clock", daemon=True).start()
 
     # ---- persistence -------------------------------------------------------------------------
     def _remember_good(self, config: EngineConfig) -> None:
@@ -115,6 +128,8 @@ class Agent:
             "disk_free_bytes": disk_free_bytes(self.settings.models_dir),
             "version": __version__,
             "gpus": gpus,
+            # seconds without an engine request or a download; null until the clock runs
+            "idle_s": round(self.activity.idle_s) if self.activity is not None else None,
         }
 
     async def engine_start(self, params: dict, emit: Emit) -> dict:

@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -199,6 +200,8 @@ class AgentDaemon:
         except OSError as exc:
             log.warning("cannot prepare the models folder %s (%s); downloads will fail until it is writable",
                         self.settings.models_dir, exc.strerror)
+        activity_done = threading.Event()
+        self.agent.start_activity_clock(activity_done)
         owner = asyncio.create_task(self.agent.supervisor.run(), name="engine-owner")
         boot = asyncio.create_task(self.agent.boot()) if self.autostart else None
         stop = asyncio.Event()
@@ -208,6 +211,7 @@ class AgentDaemon:
             await stop.wait()
         finally:
             log.info("shutting down: stopping the engine (its config stays saved)")
+            activity_done.set()
             server.close()
             if boot is not None:
                 boot.cancel()

@@ -8,7 +8,8 @@ session or tunnel (established TCP connections to sshd), a model download growin
 directory. Any activity resets the clock. Idle past the limit minus the warning lead, it warns in
 the log; idle past the limit, it sends `POST /v2/pods/{id}/action {"action": "stop"}` once (retried
 only if the request failed). Time is injectable (a clock function) so tests run in seconds.
-Standard library only.
+The daemon runs one without a limit (`IdleWatcher.tracking`) to report `idle_s` in `status`, which
+podtui shows as "idle N min, still billing". Standard library only.
 """
 
 from __future__ import annotations
@@ -193,10 +194,17 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
+def _never_stop() -> None:
+    raise AssertionError("a tracking-only IdleWatcher has no limit and never stops the pod")
+
+
 class IdleWatcher:
+    """Polls the probes; `last_activity` is when one last saw something. With `limit_s` it warns
+    and stops the pod; with `limit_s=None` it only keeps the clock (see `tracking`)."""
+
     def __init__(
         self,
-        limit_s: float,
+        limit_s: float | None,
         probes: Sequence[ActivityProbe],
         stop: Callable[[], None],
         log: Callable[[str], None],
@@ -210,7 +218,7 @@ class IdleWatcher:
         self.probes = list(probes)
         self.stop = stop
         self.log = log
-        self.warn_ahead_s = min(warn_ahead_s, limit_s / 2)
+        self.warn_ahead_s = min(warn_ahead_s, limit_s / 2) if limit_s is not None else 0.0
         self.poll_s = poll_s
         self.retry_s = retry_s
         self.clock = clock
@@ -222,6 +230,17 @@ class IdleWatcher:
         for probe in self.probes:  # baseline, so the first real poll can see change
             probe.active()
 
+    @classmethod
+    def tracking(cls, probes: Sequence[ActivityProbe], *, poll_s: float = 15.0,
+                 clock: Callable[[], float] = time.monotonic) -> "IdleWatcher":
+        """A watcher that only measures idleness: no warnings, no stop request."""
+        return cls(None, probes, _never_stop, lambda line: None, poll_s=poll_s, clock=clock)
+
+    @property
+    def idle_s(self) -> float:
+        """Seconds since a probe last saw activity (or since the watcher started)."""
+        return max(0.0, self.clock() - self.last_activity)
+
     def tick(self) -> None:
         now = self.clock()
         seen = [probe.name for probe in self.probes if probe.active()]
@@ -231,7 +250,7 @@ class IdleWatcher:
                          "the pod keeps running")
             self.last_activity, self.warned = now, False
             return
-        if self.stopped:
+        if self.stopped or self.limit_s is None:
             return
         idle = now - self.last_activity
         if idle >= self.limit_s:

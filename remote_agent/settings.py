@@ -39,6 +39,7 @@ class AgentSettings:
     memory_budget: int | None = None  # bytes the engine may use, instead of nvidia-smi's free memory
     engine_overhead: tuple[int, float] = (0, 0.0)  # bytes beyond llama.cpp's buffers: base, per token
     timings: Timings = field(default_factory=Timings)
+    idle_poll_s: float = 15.0  # how often the activity clock behind status.idle_s polls the engine
     hf_token: str | None = field(default=None, repr=False)
 
 
@@ -69,6 +70,8 @@ def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
     tuning.add_argument("--drain-timeout", type=float, default=defaults.drain_timeout)
     tuning.add_argument("--restart-backoff", type=float, default=defaults.restart_backoff)
     tuning.add_argument("--max-restarts", type=int, default=defaults.max_restarts)
+    tuning.add_argument("--idle-poll", type=float, default=15.0,
+                        help="how often the engine is asked whether it served requests (status idle_s)")
 
 
 def _int_env(env: dict[str, str], name: str, minimum: int = 0) -> int | None:
@@ -152,5 +155,6 @@ def settings_from(args: argparse.Namespace, env: dict[str, str] | None = None) -
         timings=Timings(health_timeout=args.health_timeout, stop_grace=args.stop_grace,
                         drain_timeout=args.drain_timeout, restart_backoff=args.restart_backoff,
                         max_restarts=args.max_restarts),
+        idle_poll_s=args.idle_poll,
         hf_token=env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN") or None,
     )

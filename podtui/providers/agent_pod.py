@@ -38,11 +38,13 @@ def pod_from_status(pod_id: str, provider: str, status: dict, ssh: SshEndpoint |
     if status.get("engine"):
         env["ENGINE"] = str(status["engine"])
     port = status.get("port")
+    idle = status.get("idle_s")
     return Pod(id=pod_id, name=pod_id, provider=provider, status=RUNNING,
                gpu=str(gpus[0].get("name") or "") if gpus else "", gpu_count=len(gpus), price_per_hr=None,
                ssh=ssh, engine_port=int(port) if isinstance(port, int) else DEFAULT_ENGINE_PORT,
                uptime_s=status.get("uptime_s") if isinstance(status.get("uptime_s"), (int, float)) else None,
-               env=env, detail=engine_summary(status))
+               env=env, detail=engine_summary(status),
+               idle_s=float(idle) if isinstance(idle, (int, float)) and not isinstance(idle, bool) else None)
 
 
 def agent_log_lines(client: AgentClient, tail: int, follow: bool) -> Iterator[LogLine]:

@@ -62,6 +62,7 @@ class Pod:
     created_at: str | None = None
     env: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
     detail: str = ""                          # why it is in this status (an SSH host's reason, …)
+    idle_s: float | None = None               # the agent's seconds without a request (None: unknown)
 
     @property
     def running(self) -> bool:
@@ -80,6 +81,7 @@ class Pod:
                                                   "user": self.ssh.user},
             "engine_port": self.engine_port, "uptime_s": self.uptime_s, "created_at": self.created_at,
             "model": self.env.get("MODEL", ""), "env": self.public_env(), "detail": self.detail,
+            "idle_s": self.idle_s,
         }
 
 

@@ -78,7 +78,8 @@ class ProviderServices(TuiServices):
                       uptime_s=pod.uptime_s, model=pod.env.get("MODEL", ""),
                       ctx=int(ctx) if ctx.isdigit() else None,
                       engine_state=_engine_state(getattr(pod, "detail", "")),
-                      tunnel_url=tunnel[1] if tunnel else "")
+                      tunnel_url=tunnel[1] if tunnel else "",
+                      idle_minutes=pod.idle_s / 60 if pod.idle_s is not None else None)
 
     @staticmethod
     def _known_hosts(service: PodService) -> KnownHosts:

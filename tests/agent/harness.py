@@ -60,6 +60,12 @@ class AgentClient:
         self.file.close()
         self.sock.close()
 
+    def __enter__(self) -> "AgentClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
 
 @dataclass
 class DaemonProcess:
@@ -101,7 +107,7 @@ class DaemonProcess:
 
     def wait_for_state(self, states: set[str], timeout: float = 30.0, pred=lambda s: True) -> dict:
         deadline = time.monotonic() + timeout
-        with _Closing(self.client()) as client:
+        with self.client() as client:
             while True:
                 status = client.result("status")
                 if status["state"] in states and pred(status):
@@ -120,17 +126,6 @@ class DaemonProcess:
         if self.proc is not None:
             stop_process(self.proc, grace=15)
             self.proc = None
-
-
-class _Closing:
-    def __init__(self, client: AgentClient) -> None:
-        self.client = client
-
-    def __enter__(self) -> AgentClient:
-        return self.client
-
-    def __exit__(self, *exc) -> None:
-        self.client.close()
 
 
 def standin_bin_dir(directory: Path, names=("llama-server", "koboldcpp")) -> Path:

@@ -58,6 +58,9 @@ async def test_local_pod_listed_swapped_logged_and_stopped(local_pod, tiny_model
         await wait_for(pilot, lambda: app.screen.query(PodTable) and local_row(app) is not None
                        and local_row(app).status == "RUNNING")
         assert local_row(app).engine_state == "ready" and local_row(app).model
+        # the idle figure behind the footer's "idle N min, still billing" comes from the agent
+        await wait_for(pilot, lambda: local_row(app).idle_minutes is not None)
+        assert 0 <= local_row(app).idle_minutes < 5
         summary = str(app.screen.query_one("#summary").render())
         assert "1 running · $0.00/hr" in summary and "no Runpod API key" in summary
 
