@@ -1,7 +1,7 @@
 """The TUI's agent flows end to end: a pod from the Runpod double whose SSH port is the test-bed
 sshd, its host key pinned from a block the real `remote-agent boot` printed, and the real
 `remote-agent daemon` running the real CPU llama-server on the tiny models. Swap (success and a
-rolled-back failure), the agent's log, and a tunnel carrying a real chat completion."""
+rolled-back failure), context fit, the agent's log, and a tunnel carrying a real chat completion."""
 
 from __future__ import annotations
 
@@ -38,7 +38,9 @@ pytestmark = pytest.mark.timeout(180)
 def daemon(tmp_path, llama_bin, tiny_model):
     root = tmp_path / "daemon"
     root.mkdir()
-    process = DaemonProcess(root, llama_bin, env={"MODEL": str(tiny_model), "CTX": "1024"}).start()
+    # the budget lets `c` (fit.search) run without nvidia-smi: the estimate is checked by a real launch
+    process = DaemonProcess(root, llama_bin, env={"MODEL": str(tiny_model), "CTX": "1024"},
+                            args=["--memory-budget", "2GiB"]).start()
     process.wait_for_state({"ready"}, timeout=60)
     yield process
     process.stop()
@@ -133,3 +135,23 @@ async def test_logs_stream_from_the_agent_and_a_tunnel_carries_a_chat_completion
         await wait_for(pilot, lambda: url in str(app.screen.query_one(PodTable).get_row_at(0)[9]))
         await pilot.press("t")
         await wait_for(pilot, lambda: not services._tunnels)
+
+
+async def test_context_fit_runs_the_agents_search_and_says_the_result(wired, daemon):
+    services, pod = wired
+    app = build_app(services, refresh_seconds=60)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await main_ready(pilot)
+        await pilot.press("c")
+
+        def results() -> list[str]:  # the notifications after "context fit NAME…"
+            return [n.message for n in app._notifications if n.message.startswith(f"{pod['name']}:")]
+
+        await wait_for(pilot, results, timeout=120)
+        result = results()[-1]
+        assert app.errors_shown == [], app.errors_shown
+    # the search capped by CTX=1024 left the engine serving at that context
+    with daemon.client() as client:
+        status = client.result("status")
+    assert status["state"] == "ready" and status["ctx"] == 1024
+    assert "ctx 1024 fits" in result and "launch" in result, result
