@@ -220,7 +220,8 @@ class Agent:
         return EngineConfig(engine=engine, model=params["model"], model_path=str(model_path), port=s.port,
                             ctx=None if fit else ctx,
                             args=tuple(args), gpu_layers=s.gpu_layers, parallel=s.parallel,
-                            batch_size=s.batch_size, ubatch_size=s.ubatch_size, fit=fit)
+                            batch_size=s.batch_size, ubatch_size=s.ubatch_size, max_tokens=s.max_tokens,
+                            fit=fit)
 
     async def resolve(self, text: str, emit: Emit) -> Path:
         """The models package's resolve_model in a worker thread, its progress as events."""

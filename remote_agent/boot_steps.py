@@ -290,8 +290,8 @@ def daemon_environment(cfg: BootConfig) -> dict[str, str]:
 
 
 def describe_engine_env(cfg: BootConfig) -> str:
-    names = ("MODEL", "CTX", "ENGINE", "PORT", "ARGS", "PARALLEL", "BATCH_SIZE", "UBATCH_SIZE",
-             "GPU_LAYERS")
+    names = ("MODEL", "CTX", "CTX_SIZE", "ENGINE", "PORT", "ARGS", "PARALLEL", "BATCH_SIZE", "UBATCH_SIZE",
+             "MAX_TOKENS", "GPU_LAYERS")
     parts = [f"{n}={cfg.env[n]}" for n in names if cfg.env.get(n)]
     parts += [f"{n}=<set, hidden>" for n in SECRET_ENV if cfg.env.get(n) and n != "RUNPOD_API_KEY"]
     return ", ".join(parts) or "no engine settings (the daemon starts without a model)"

@@ -33,6 +33,7 @@ class AgentSettings:
     parallel: int | None = None
     batch_size: int | None = None
     ubatch_size: int | None = None
+    max_tokens: int | None = None  # MAX_TOKENS (seed 004): tokens per reply when a request names none
     bin_dir: Path | None = None
     address_space_limit: int | None = None
     engine_stack_limit: int | None = None  # RLIMIT_STACK for the engine (the stand-in's thread stacks)
@@ -141,12 +142,14 @@ def settings_from(args: argparse.Namespace, env: dict[str, str] | None = None) -
         port=_int_env(env, "PORT", 1) or DEFAULT_PORT,
         engine=engine,
         model=env.get("MODEL", "").strip() or None,
-        env_ctx=env.get("CTX", "").strip() or None,
+        # CTX_SIZE is seed 004's name for CTX; CTX wins when both are set
+        env_ctx=env.get("CTX", "").strip() or env.get("CTX_SIZE", "").strip() or None,
         args=extra_args,
         gpu_layers=_int_env(env, "GPU_LAYERS"),
         parallel=_int_env(env, "PARALLEL", 1),
         batch_size=_int_env(env, "BATCH_SIZE", 1),
         ubatch_size=_int_env(env, "UBATCH_SIZE", 1),
+        max_tokens=_int_env(env, "MAX_TOKENS", 1),
         bin_dir=Path(bin_dir) if bin_dir else None,
         address_space_limit=limit,
         engine_stack_limit=stack,

@@ -30,6 +30,7 @@ class LlamaServerAdapter(EngineAdapter):
             *optional_flag("--parallel", config.parallel),
             *optional_flag("--batch-size", config.batch_size),
             *optional_flag("--ubatch-size", config.ubatch_size),
+            *optional_flag("--n-predict", config.max_tokens),
             *config.args, *config.fit_args,
         ]
 
