@@ -258,8 +258,8 @@ def start_sshd(cfg: BootConfig, rep: Reporter) -> subprocess.Popen | None:
 def print_connect_info(cfg: BootConfig, rep: Reporter, keys: list[HostPublicKey]) -> None:
     if keys:
         rep.step("host keys (compare these fingerprints before trusting any connection):")
-        for line in format_block(cfg.pod_id, keys):
-            rep.raw(line)
+        # one write, so sshd's stderr (the same pod log) cannot land between the block's lines
+        rep.raw("\n".join(format_block(cfg.pod_id, keys)))
     else:
         rep.step("host keys: none yet (a real boot generates and prints them)")
     ip = cfg.public_ip or "<RUNPOD_PUBLIC_IP>"

@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from remote_agent import __version__, protocol
+from remote_agent import __version__, hostkey_block, protocol
 from remote_agent.agent import Agent, RequestError
 from remote_agent.engines.base import EngineFailure
 from remote_agent.linereader import OverlongLine, bounded_lines
@@ -286,26 +286,40 @@ class LogBufferHandler(logging.Handler):
             self.handleError(record)
 
 
-class RedactSecrets(logging.Filter):
+class OneLineRedacted(logging.Filter):
+    """Every record becomes one line with secrets masked, its traceback included. The daemon's
+    stderr is the pod log, where podtui reads the printed host-key block: text from outside (a file
+    name from the hub, an engine error) must never start a line of its own there."""
+
     def __init__(self, secrets: list[str]) -> None:
         super().__init__()
         self.secrets = [s for s in secrets if s]
 
+    def _clean(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        for marker in (hostkey_block.BEGIN, hostkey_block.END):  # only boot prints a real block
+            text = text.replace(marker, marker.replace("-----", "~~~~~"))
+        return text.replace("\r", "\\r").replace("\n", "\\n")
+
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            message = record.getMessage()
-            for secret in self.secrets:
-                message = message.replace(secret, "***")
-            record.msg, record.args = message, None
+        record.msg, record.args = self._clean(record.getMessage()), None
+        if record.exc_info:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+        if record.exc_text:
+            # a traceback keeps its lines, but each is marked as ours and masked
+            record.exc_text = "\n".join("  | " + self._clean(line) for line in record.exc_text.splitlines())
         return True
 
 
-def setup_logging(logbuf: LogBuffer, secrets: list[str]) -> None:
+def setup_logging(logbuf: LogBuffer, secrets: list[str], stream=None) -> None:
+    """Agent logs to `stream` (stderr: the pod log) and to the log buffer, one line a record."""
     root = logging.getLogger("remote_agent")
     root.setLevel(logging.INFO)
     root.propagate = False
-    redact = RedactSecrets(secrets)
-    stderr = logging.StreamHandler(sys.stderr)
+    redact = OneLineRedacted(secrets)
+    stderr = logging.StreamHandler(stream or sys.stderr)
     stderr.setFormatter(logging.Formatter("%(asctime)s remote-agent %(levelname)s %(message)s"))
     buffered = LogBufferHandler(logbuf)
     buffered.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
@@ -316,7 +330,8 @@ def setup_logging(logbuf: LogBuffer, secrets: list[str]) -> None:
 
 def run_daemon(settings: AgentSettings, *, autostart: bool = True) -> int:
     daemon = AgentDaemon(settings, autostart=autostart)
-    setup_logging(daemon.logbuf, [settings.hf_token] if settings.hf_token else [])
+    secrets = [settings.hf_token, os.environ.get("HF_TOKEN"), os.environ.get("HUGGING_FACE_HUB_TOKEN")]
+    setup_logging(daemon.logbuf, [secret for secret in secrets if secret])
     try:
         asyncio.run(daemon.run())
     except DaemonError as exc:

@@ -75,6 +75,9 @@ def check_repo_path(path: str, what: str = "path") -> str:
     if path.startswith("/"):
         raise ModelError("bad_ref", f"refused {what} {path!r}: absolute paths are not allowed inside a repo; "
                                     "give the path relative to the repo root.")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in path):
+        raise ModelError("bad_ref", f"refused {what} {path!r}: it contains control characters (a newline "
+                                    "could forge lines in the pod log); no real model file is named so.")
     parts = path.split("/")
     if any(p in ("", ".", "..") for p in parts) or "\\" in path or "\x00" in path:
         raise ModelError("bad_ref", f"refused {what} {path!r}: path traversal ('..', '.', empty segments or "
