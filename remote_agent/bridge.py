@@ -13,12 +13,20 @@ import sys
 import threading
 from pathlib import Path
 
+from remote_agent.paths import UnsafeSocketPlace, check_socket_place
+
 CHUNK = 64 * 1024
 
 
 def run_bridge(socket_path: Path, stdin_fd: int | None = None, stdout_fd: int | None = None) -> int:
     stdin_fd = sys.stdin.fileno() if stdin_fd is None else stdin_fd
     stdout_fd = sys.stdout.fileno() if stdout_fd is None else stdout_fd
+    try:
+        check_socket_place(Path(socket_path), socket_too=True)
+    except UnsafeSocketPlace as exc:
+        return _fail(f"refusing to connect: {exc}")
+    except OSError:
+        pass  # a missing folder: connect() below says the daemon is not running
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(str(socket_path))

@@ -25,7 +25,7 @@ from remote_agent.linereader import OverlongLine, bounded_lines
 from remote_agent.logbuf import LogBuffer
 from remote_agent.methods import METHODS, ParamError
 from remote_agent.models.errors import ModelError
-from remote_agent.paths import prepare_socket_dir
+from remote_agent.paths import UnsafeSocketPlace, prepare_socket_dir
 from remote_agent.settings import AgentSettings
 
 MAX_IN_FLIGHT = 32  # per connection; more gets a `busy` error instead of unbounded tasks
@@ -228,6 +228,8 @@ class AgentDaemon:
     async def _listen(self, path: Path) -> asyncio.AbstractServer:
         try:
             prepare_socket_dir(path)
+        except UnsafeSocketPlace as exc:
+            raise DaemonError(str(exc)) from None
         except OSError as exc:
             raise DaemonError(f"cannot create {path.parent}: {exc.strerror}; pass --socket to a writable place") from None
         if path.exists() or path.is_symlink():
