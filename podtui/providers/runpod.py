@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ API_URL_ENV = "PODTUI_RUNPOD_API_URL"
 IMAGE_ENV = "PODTUI_IMAGE"
 PROXY_HOSTS = ("ssh.runpod.io", "proxy.runpod.net")
 LOG_TAIL_MAX = 5000  # the spec's maximum backfill
+POD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 class NoApiKey(ProviderError):
@@ -84,6 +86,10 @@ def pod_from_json(data: object) -> Pod:
     if not isinstance(data, dict) or not isinstance(data.get("id"), str) or not isinstance(data.get("status"), str):
         raise MalformedResponse("Runpod sent a pod podtui cannot read (no id or status)",
                                 "try again; if it persists the API may have changed")
+    if not POD_ID.fullmatch(data["id"]):
+        # the id becomes a known_hosts name (podtui-<id>) and a URL path: it must be a plain word
+        raise MalformedResponse(f"Runpod sent a pod id podtui will not use: {data['id'][:80]!r}",
+                                "pod ids are letters, digits, '-' and '_'; report this if it persists")
     env = data.get("env") if isinstance(data.get("env"), dict) else {}
     env = {str(k): str(v) for k, v in env.items()}
     try:
@@ -225,8 +231,8 @@ class RunpodProvider(Provider):
 
 
 def _path_id(pod_id: str) -> str:
-    """Pod ids go into URL paths: refuse anything that could change the path."""
-    if not pod_id or any(c in pod_id for c in "/?#%\\ \t\r\n") or pod_id in (".", ".."):
+    """Pod ids go into URL paths: refuse anything but a plain id."""
+    if not POD_ID.fullmatch(pod_id):
         raise ProviderError(f"{pod_id!r} is not a Runpod pod id", "run `podtui pods` to see the ids")
     return pod_id
 

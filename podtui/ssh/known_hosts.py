@@ -19,6 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from podtui.errors import UsageProblem
 from podtui.ssh.hostkeys import HostKey
 
 VERIFIED = "podtui-verified"
@@ -34,7 +35,18 @@ class HostKeyPin:
     verified: bool
 
     def line(self) -> str:
+        check_alias(self.alias)
         return f"{self.alias} {self.key.key_type} {self.key.base64} {VERIFIED if self.verified else UNVERIFIED}"
+
+
+def check_alias(alias: str) -> str:
+    """A known_hosts name podtui may write: one plain name (`podtui-<id>`, `[host]:port`, host), never a
+    list, a pattern, a hashed name or anything that would split the line."""
+    if (not alias or alias.startswith("|") or any(ch in alias for ch in ",*?!#@")
+            or any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in alias)):
+        raise UsageProblem(f"{alias[:80]!r} cannot be a known_hosts name (lists, patterns and spaces are refused)",
+                           "give the host as a plain name or address")
+    return alias
 
 
 def _parse_line(line: str) -> HostKeyPin | None:
@@ -42,7 +54,18 @@ def _parse_line(line: str) -> HostKeyPin | None:
     stripped = line.strip()
     if not stripped or stripped.startswith("#") or stripped.startswith("@"):
         return None
-    fields = stripped.split()
+    return _parse_fields(stripped.split())
+
+
+def _parse_revoked(line: str) -> HostKeyPin | None:
+    """The key of an `@revoked NAMES KEY` line (OpenSSH refuses it for those names)."""
+    fields = line.split()
+    if len(fields) < 4 or fields[0] != "@revoked":
+        return None
+    return _parse_fields(fields[1:])
+
+
+def _parse_fields(fields: list[str]) -> HostKeyPin | None:
     if len(fields) < 3:
         return None
     names, key_type, blob_text = fields[:3]
@@ -75,16 +98,30 @@ class KnownHosts:
                 pins.append(HostKeyPin(alias, pin.key, pin.verified))
         return pins
 
+    def revoked_for(self, alias: str) -> list[HostKey]:
+        """Keys an `@revoked` line refuses for alias (or for every host, `*`)."""
+        keys = []
+        for line in self._lines():
+            pin = _parse_revoked(line)
+            if pin and ({alias, "*"} & set(pin.alias.split(","))):
+                keys.append(pin.key)
+        return keys
+
     def all_pins(self) -> list[HostKeyPin]:
         return [pin for pin in map(_parse_line, self._lines()) if pin]
 
     def replace(self, alias: str, keys: list[HostKey], verified: bool) -> list[HostKeyPin]:
-        """Make `keys` the only pins for alias (other names' lines untouched)."""
+        """Make `keys` the only pins for alias. A hand-written line listing alias among other names
+        keeps the other names only; other lines are untouched."""
+        check_alias(alias)
         kept = []
         for line in self._lines():
             pin = _parse_line(line)
-            if pin and pin.alias == alias:
-                continue  # our own single-name lines for this alias are replaced
+            if pin and alias in pin.alias.split(","):
+                others = [name for name in pin.alias.split(",") if name != alias]
+                if others:
+                    kept.append(" ".join([",".join(others), *line.split()[1:]]))
+                continue
             kept.append(line)
         pins = [HostKeyPin(alias, key, verified) for key in keys]
         self._write(kept + [pin.line() for pin in pins])

@@ -54,6 +54,13 @@ class HostKeyPolicy:
     def _decide(self, presented: HostKey) -> TrustOutcome:
         pins = self.known_hosts.pins_for(self.alias)
         presented_fp = presented.fingerprint
+        if presented in self.known_hosts.revoked_for(self.alias):
+            raise self._refuse(
+                f"host key of {self.label} ({presented.key_type} {presented_fp}) is marked @revoked in "
+                f"{self.known_hosts.path}",
+                "a revoked key is never trusted; check the pod's printed fingerprints and remove the "
+                "@revoked line only if it was a mistake",
+            )
         if self.fingerprints and presented_fp not in self.fingerprints:
             raise self._refuse(
                 f"host key of {self.label} does not match: expected {', '.join(self.fingerprints)}, "

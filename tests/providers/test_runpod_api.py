@@ -167,6 +167,17 @@ def test_ids_and_urls_that_would_misdirect_a_request_are_refused(provider):
     assert check_api_url("http://127.0.0.1:8080/") == "http://127.0.0.1:8080"
 
 
+def test_a_pod_id_that_would_forge_known_hosts_names_is_refused(provider, runpod_double):
+    """The id becomes the known_hosts name podtui-<id>: a list or a pattern would pin other hosts."""
+    pod = runpod_double.add_pod("odd")
+    original = runpod_double.pods.pop(pod["id"])
+    for odd in ("abc,gpu-box.example.com", "x*", "a b", "|1|hashed"):
+        runpod_double.pods[odd] = {**original, "id": odd}
+        with pytest.raises(MalformedResponse, match="pod id podtui will not use"):
+            provider.list_pods()
+        del runpod_double.pods[odd]
+
+
 def test_the_double_really_checks_both_sides_against_the_spec(provider, runpod_double):
     with pytest.raises(ProviderError, match="HTTP 422"):
         provider.api.call("POST", "/v2/pods", body={"name": "x", "image": "i", "gpu": {"id": "g"}, "bogus": 1},

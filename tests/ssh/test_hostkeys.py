@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from podtui.errors import HostKeyNotVerified
+from podtui.errors import HostKeyNotVerified, UsageProblem
 from podtui.ssh.hostkeys import (HostKey, PrintedBlockError, format_block, normalize_fingerprint,
                                  parse_printed_blocks)
 from podtui.ssh.known_hosts import KnownHosts
+from podtui.ssh.trust import HostKeyPolicy
 from tests.testbed.sshd import fingerprint, generate_key
 
 
@@ -131,3 +132,30 @@ def test_known_hosts_pins_round_trip_with_the_unverified_marker(keys, tmp_path):
     assert "[10.0.0.1]:2222 ecdsa-sha2-nistp256 " in text
     assert path.stat().st_mode & 0o777 == 0o600
     assert base64.b64decode(text.split()[-2]) == public_key(keys["ed25519"]).blob
+
+
+def test_known_hosts_names_that_are_lists_or_patterns_are_never_written(keys, tmp_path):
+    store = KnownHosts(tmp_path / "known_hosts")
+    for alias in ("podtui-a,gpu-box", "podtui-x*", "a b", "|1|abc", "host\nother"):
+        with pytest.raises(UsageProblem, match="cannot be a known_hosts name"):
+            store.replace(alias, [public_key(keys["ed25519"])], verified=True)
+    assert not store.path.exists()
+
+
+def test_pinning_anew_drops_the_alias_from_a_hand_written_multi_name_line(keys, tmp_path):
+    old, new = public_key(keys["ecdsa"]), public_key(keys["ed25519"])
+    path = tmp_path / "known_hosts"
+    path.write_text(f"podtui-pod1,gpu-box {old.key_type} {old.base64}\n")
+    store = KnownHosts(path)
+    store.replace("podtui-pod1", [new], verified=True)
+    assert [p.key for p in store.pins_for("podtui-pod1")] == [new]
+    assert [p.key for p in store.pins_for("gpu-box")] == [old]   # the other name keeps its key
+
+
+def test_a_revoked_key_is_refused_even_when_pinned(keys, tmp_path):
+    key = public_key(keys["ed25519"])
+    path = tmp_path / "known_hosts"
+    path.write_text(f"podtui-pod1 {key.key_type} {key.base64}\n@revoked * {key.key_type} {key.base64}\n")
+    policy = HostKeyPolicy(KnownHosts(path), "podtui-pod1", "pod pod1")
+    with pytest.raises(HostKeyNotVerified, match="revoked"):
+        policy.check(key)
