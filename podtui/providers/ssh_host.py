@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from podtui import paths
@@ -175,7 +175,11 @@ class SshHostProvider(Provider):
         except PodtuiError as exc:
             return Pod(id=host.name, name=host.name, provider=self.name, status=UNREACHABLE, ssh=endpoint,
                        detail=exc.title + (f" (fix: {exc.fix})" if exc.fix else ""))
-        return pod_from_status(host.name, self.name, status if isinstance(status, dict) else {}, endpoint)
+        pod = pod_from_status(host.name, self.name, status if isinstance(status, dict) else {}, endpoint)
+        if any(not pin.verified for pin in self.known_hosts.pins_for(host.target().alias)):
+            pod = replace(pod, detail=f"{pod.detail} — host key UNVERIFIED (check it, then "
+                                      f"`podtui hostkey {host.name} --pin SHA256:…`)")
+        return pod
 
     def list_pods(self) -> list[Pod]:
         if not self.hosts:

@@ -8,6 +8,7 @@ gets a channel of its own, so stopping it (closing that channel) ends exactly th
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 
@@ -17,6 +18,8 @@ from podtui.ssh.known_hosts import KnownHosts
 from podtui.ssh.target import SshTarget
 from podtui.ssh.trust import HostKeyPolicy
 from podtui.tui.line_source import Emit, IterableFollower, LineFollower
+
+activity = logging.getLogger("podtui.tui")  # the TUI's activity log (L)
 
 ProgressCallback = Callable[[str, float | None, str], None]
 
@@ -36,7 +39,9 @@ class AgentSessions:
                 return connection
             connection = SshConnection(
                 target, HostKeyPolicy(known_hosts, target.alias, target.label), self.options)
-            connection.connect()
+            outcome = connection.connect()
+            if outcome.warning:   # a pin the user trusted without verification: say so every time
+                activity.warning(outcome.warning)
             self._connections[target.alias] = connection
             return connection
 

@@ -8,6 +8,7 @@ sent); the printed one from the pod's log read through the provider's API — ou
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Iterator
@@ -28,6 +29,8 @@ from podtui.tui.agent_sessions import AgentLogFollower, AgentSessions, swap_prog
 from podtui.tui.line_source import IterableFollower, LineFollower
 from podtui.tui.services import (GpuChoice, HostKeyCheck, ModelOnPod, PodListing, PodRow,
                                  ProgressCallback, TuiServices)
+
+activity = logging.getLogger("podtui.tui")  # the TUI's activity log (L)
 
 HOST_KEY_LOG_WAIT_S = 20.0
 _HF_FILE = re.compile(r"^(?P<repo>[^/:\s]+/[^/:\s]+)/(?P<file>.+\.gguf)$", re.IGNORECASE)
@@ -299,13 +302,17 @@ class ProviderServices(TuiServices):
                 busy = exc
                 continue
             try:
-                tunnel.start()     # verifies the host key against the pin before forwarding
+                outcome = tunnel.start()     # checks the host key against the pin before forwarding
             except BaseException:
                 tunnel.stop()
                 raise
             url = f"http://127.0.0.1:{port}/v1"
             with self._lock:
                 self._tunnels[key] = (tunnel, url)
+            if not outcome.verified:
+                activity.warning(outcome.warning or f"{pod.name}: host key pinned without verification")
+                return (f"tunnel up: {url} → {pod.name}:{pod.engine_port} — host key UNVERIFIED (pinned "
+                        "without an out-of-band check): press v to compare it with the pod's log")
             return f"tunnel up: {url} → {pod.name}:{pod.engine_port} (host key verified)"
         raise busy or PodtuiError("no local port to forward from", "free a port from 5002")
 

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -121,3 +122,19 @@ def test_names_that_look_like_addresses_are_refused(host_env):
     for name in ("a.b", "local", "x:1", "u@h"):
         out = run_podtui(host_env, "hosts", "add", "root@127.0.0.1:22", "--name", name)
         assert out.returncode == 2 and "cannot name an SSH host" in out.stderr
+
+
+def test_a_host_whose_pin_is_unverified_is_listed_as_such(host_env, sshd, client_key, agent_socket):
+    from podtui.ssh.known_hosts import KnownHosts
+
+    bridge = f"{sys.executable} -m remote_agent rpc --socket {agent_socket}"
+    out = run_podtui(host_env, "hosts", "add", f"root@127.0.0.1:{sshd.port}", "--name", "box", "-i",
+                     str(client_key), "--agent-command", bridge, "--fingerprint", sshd.host_fingerprint)
+    assert out.returncode == 0, out.stderr
+    # as if it had been trusted on first contact with --accept-unverified
+    pins = KnownHosts(Path(host_env["PODTUI_CONFIG_DIR"]) / "known_hosts")
+    alias = f"[127.0.0.1]:{sshd.port}"
+    pins.replace(alias, [pin.key for pin in pins.pins_for(alias)], verified=False)
+    listed = run_podtui(host_env, "pods", "--json")
+    box = next(p for p in json.loads(listed.stdout)["pods"] if p["id"] == "box")
+    assert box["status"] == "RUNNING" and "host key UNVERIFIED" in box["detail"]

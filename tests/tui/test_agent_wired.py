@@ -155,3 +155,13 @@ async def test_context_fit_runs_the_agents_search_and_says_the_result(wired, dae
         status = client.result("status")
     assert status["state"] == "ready" and status["ctx"] == 1024
     assert "ctx 1024 fits" in result and "launch" in result, result
+
+
+def test_a_tunnel_on_an_unverified_pin_says_so(wired, tmp_path):
+    """A pin the user trusted without checking it is never reported as verified."""
+    services, pod = wired
+    service = services.services[0]
+    alias = pod_alias(pod["id"])
+    service.known_hosts.replace(alias, [p.key for p in service.known_hosts.pins_for(alias)], verified=False)
+    said = services.toggle_tunnel(f"runpod:{pod['id']}")
+    assert "UNVERIFIED" in said and "(host key verified)" not in said, said
