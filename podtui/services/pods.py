@@ -173,10 +173,13 @@ def resolve_pod_target(text: str, user: str | None = None, progress: Progress = 
         return None
     from podtui.providers.runpod import NoApiKey, RunpodProvider
 
+    warnings: list[str] = []   # e.g. a config file holding the key that others can read
     try:
-        provider = RunpodProvider.from_environment()
+        provider = RunpodProvider.from_environment(warnings=warnings)
     except NoApiKey:
         return None
+    for warning in warnings:
+        progress("warning", warning)
     try:
         service = PodService(provider, poll_s=float(os.environ.get("PODTUI_POLL_S") or 5.0))
         return service.ssh_target(text, user, progress, block_timeout_s=block_timeout_s,

@@ -30,9 +30,10 @@ def default_services() -> TuiServices:
         open_providers = None
     if open_providers is None:
         return _runpod_only()
-    opened = open_providers()
+    warnings: list[str] = []   # e.g. a config file holding the key that others can read
+    opened = open_providers(warnings=warnings)
     services = ProviderServices([PodService(provider) for provider in opened.providers])
-    services.notes = [*opened.notes, *(f"{exc.title} ({exc.fix})" for exc in opened.problems)]
+    services.notes = [*warnings, *opened.notes, *(f"{exc.title} ({exc.fix})" for exc in opened.problems)]
     services.needs_runpod_key = not any(p.name == "runpod" for p in opened.providers)
     return services
 

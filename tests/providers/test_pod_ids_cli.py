@@ -5,6 +5,7 @@ logs endpoint, pin them, and connect directly to the pod's sshd (the test-bed ss
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -89,3 +90,17 @@ def test_a_pod_whose_log_never_shows_the_block_is_refused_without_connecting(run
         assert agent.returncode == 3 and upstream.connections == 0
     finally:
         upstream.close()
+
+
+def test_a_readable_config_holding_the_key_is_warned_about_by_pod_sessions(pod_on_sshd, podtui_env):
+    """Not only `podtui pods`: any verb that reads the key from the config says the file is exposed."""
+    env = {k: v for k, v in podtui_env.items() if k != "RUNPOD_API_KEY"}
+    config = f"{env['PODTUI_CONFIG_DIR']}/config.toml"
+    os.makedirs(env["PODTUI_CONFIG_DIR"], exist_ok=True)
+    with open(config, "w") as f:
+        f.write(f'[runpod]\napi_key = "{podtui_env["RUNPOD_API_KEY"]}"\n')
+    os.chmod(config, 0o644)
+    shown = run_podtui(env, "hostkey", "chat-pod", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert "readable by other users" in shown.stderr and "chmod 600" in shown.stderr
+    assert podtui_env["RUNPOD_API_KEY"] not in shown.stderr + shown.stdout

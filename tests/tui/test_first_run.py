@@ -57,3 +57,16 @@ async def test_carry_on_without_a_key(no_key):
         await wait_for(pilot, lambda: "no Runpod API key" in
                        str(app.screen.query_one("#summary").render()))
         assert not paths.config_file().exists()
+
+
+async def test_a_readable_config_holding_the_key_is_named_in_the_footer(no_key, monkeypatch):
+    monkeypatch.setenv("PODTUI_RUNPOD_BACKOFF_S", "0.01")   # the dead API URL fails fast
+    config = paths.config_file()
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(f'[runpod]\napi_key = "{KEY}"\n')
+    config.chmod(0o644)
+    app = build_app(refresh_seconds=60)
+    async with app.run_test(size=(200, 36)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and "readable by other users"
+                       in str(app.screen.query_one("#summary").render()), timeout=40)
+        assert KEY not in str(app.screen.query_one("#summary").render())
