@@ -21,8 +21,8 @@ import subprocess
 import threading
 
 from remote_agent import __version__
+from remote_agent.child_env import SECRET_ENV
 from remote_agent.boot_config import (
-    SECRET_ENV,
     BootConfig,
     BootConfigError,
     add_boot_arguments,

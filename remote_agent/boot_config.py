@@ -15,8 +15,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# Values never printed, in any form (a redacting reporter masks them if they slip into a line).
-SECRET_ENV = ("HF_TOKEN", "RUNPOD_API_KEY", "HUGGING_FACE_HUB_TOKEN")
+from remote_agent.child_env import SECRET_ENV  # values never printed, in any form
+
 DEFAULT_ENGINE_PORT = 5002
 DEFAULT_VOLUME = "workspace"  # Runpod mounts the volume at /workspace unless the template says otherwise
 FALSE_WORDS = {"", "0", "false", "no", "off"}

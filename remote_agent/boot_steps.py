@@ -13,7 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from remote_agent.boot_config import SECRET_ENV, BootConfig
+from remote_agent.boot_config import BootConfig
+from remote_agent.child_env import SECRET_ENV, without_secrets
 from remote_agent.hostkey_block import (
     HostKeyFileError,
     HostPublicKey,
@@ -68,7 +69,7 @@ class Reporter:
 def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
     try:
         return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              check=False, **kwargs)
+                              check=False, env=without_secrets(), **kwargs)
     except FileNotFoundError:
         raise BootError(f"{cmd[0]} is not installed or not on PATH",
                         "install openssh (openssh-client/openssh-server) in the image") from None
@@ -249,7 +250,7 @@ def start_sshd(cfg: BootConfig, rep: Reporter) -> subprocess.Popen | None:
         raise BootError(f"sshd refuses its configuration: {check.stderr.strip()}",
                         f"fix {cfg.sshd_config} (compare with image/sshd_config)")
     rep.step(f"starting sshd on port {cfg.sshd_port}: {shlex.join(sshd_command(cfg))}")
-    return subprocess.Popen(sshd_command(cfg), start_new_session=True)
+    return subprocess.Popen(sshd_command(cfg), start_new_session=True, env=without_secrets())
 
 
 # --- what to print -----------------------------------------------------------------------------------

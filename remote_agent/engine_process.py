@@ -12,13 +12,13 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from remote_agent.child_env import without_secrets
 from remote_agent.engines.base import (
     HEALTH_TIMEOUT, MISSING_BINARY, PORT_IN_USE, EngineAdapter, EngineConfig, EngineFailure)
 from remote_agent.httpget import http_get, port_is_open
 from remote_agent.logbuf import LogBuffer
 
 TAIL_LINES = 200  # kept per process to classify its failure
-SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "RUNPOD_API_KEY")  # the engine needs none of them
 log = logging.getLogger("remote_agent.engine")
 
 
@@ -40,10 +40,6 @@ class EngineProcess:
 
     def failure(self) -> EngineFailure:
         return self.adapter.classify(self.proc.returncode, list(self.tail))
-
-
-def _engine_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
 
 
 def _limiter(limit_bytes: int | None, stack_bytes: int | None = None):
@@ -79,7 +75,7 @@ async def spawn(config: EngineConfig, adapter: EngineAdapter, generation: int, l
     try:
         proc = await asyncio.create_subprocess_exec(
             *command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT, start_new_session=True, env=_engine_env(),
+            stderr=asyncio.subprocess.STDOUT, start_new_session=True, env=without_secrets(),
             preexec_fn=_limiter(address_space_limit, stack_limit))
     except (FileNotFoundError, PermissionError) as exc:
         raise EngineFailure(MISSING_BINARY, f"cannot run {command[0]}: {exc.strerror}; install {adapter.binary} "

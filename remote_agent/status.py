@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 from pathlib import Path
+
+from remote_agent.fit import budget
 
 GPU_CACHE_S = 5.0  # nvidia-smi takes tens of ms; status must stay fast
 _gpu_cache: tuple[float, list[dict] | None] | None = None
@@ -25,25 +26,12 @@ def disk_free_bytes(path: Path) -> int:
 def query_gpus(nvidia_smi: str | None = None) -> list[dict] | None:
     """[{"name", "memory_total_mib", "memory_free_mib"}] per GPU, or None where there is no nvidia-smi
     (or it fails): no GPU is a fact to show, not an error."""
-    binary = nvidia_smi or shutil.which("nvidia-smi")
-    if not binary:
-        return None
     try:
-        out = subprocess.run([binary, "--query-gpu=name,memory.total,memory.free", "--format=csv,noheader,nounits"],
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, timeout=5, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
+        gpus = budget.query_gpus(nvidia_smi, timeout=5.0)
+    except budget.BudgetError:
         return None
-    gpus = []
-    for row in out.strip().splitlines():
-        parts = [p.strip() for p in row.split(",")]
-        if len(parts) != 3:
-            continue
-        try:
-            gpus.append({"name": parts[0], "memory_total_mib": int(float(parts[1])),
-                         "memory_free_mib": int(float(parts[2]))})
-        except ValueError:
-            continue
-    return gpus
+    return [{"name": gpu.name, "memory_total_mib": gpu.memory_total_mib, "memory_free_mib": gpu.memory_free_mib}
+            for gpu in gpus]
 
 
 def cached_gpus() -> list[dict] | None:

@@ -19,6 +19,8 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
+from remote_agent.child_env import without_secrets
+
 MiB = 1 << 20
 DEFAULT_GPU_MARGIN = 512 * MiB  # CUDA context + fragmentation; llama.cpp's own -fit keeps 1 GiB
 
@@ -80,7 +82,8 @@ def address_space_budget(limit_bytes: int, overhead: EngineOverhead) -> Budget:
     return Budget(limit_bytes, "address-space", "cpu-address-space", limit_bytes, limit_bytes, overhead)
 
 
-def query_gpus(nvidia_smi: str | None = None) -> list[GpuInfo]:
+def query_gpus(nvidia_smi: str | None = None, timeout: float = 20.0) -> list[GpuInfo]:
+    """Every GPU nvidia-smi reports; raises BudgetError without nvidia-smi or when it fails."""
     exe = nvidia_smi or shutil.which("nvidia-smi")
     if not exe:
         raise BudgetError("nvidia-smi was not found, so free GPU memory is unknown; "
@@ -88,7 +91,8 @@ def query_gpus(nvidia_smi: str | None = None) -> list[GpuInfo]:
     try:
         out = subprocess.run([exe, "--query-gpu=index,name,memory.total,memory.free",
                               "--format=csv,noheader,nounits"], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, timeout=20, check=True).stdout
+                             stderr=subprocess.PIPE, text=True, timeout=timeout, check=True,
+                             env=without_secrets()).stdout
     except (OSError, subprocess.SubprocessError) as e:
         raise BudgetError(f"nvidia-smi failed ({e}); pass an explicit budget (--memory-budget)") from e
     return parse_nvidia_smi(out)
@@ -99,7 +103,10 @@ def parse_nvidia_smi(csv_text: str) -> list[GpuInfo]:
     for line in csv_text.strip().splitlines():
         parts = [p.strip() for p in line.split(",")]
         if len(parts) >= 4 and parts[0].isdigit():
-            gpus.append(GpuInfo(int(parts[0]), parts[1], int(float(parts[2])), int(float(parts[3]))))
+            try:
+                gpus.append(GpuInfo(int(parts[0]), parts[1], int(float(parts[2])), int(float(parts[3]))))
+            except ValueError:   # "[N/A]" for a GPU in a bad state: skip it, keep the others
+                continue
     return gpus
 
 

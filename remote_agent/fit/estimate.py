@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from remote_agent.child_env import without_secrets
 from remote_agent.fit.gguf_meta import GGUFHeader
 
 MiB = 1 << 20
@@ -252,7 +253,7 @@ class FitParamsEstimator:
         self.calls += 1
         try:
             proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                  errors="replace", timeout=self.timeout)
+                                  errors="replace", timeout=self.timeout, env=without_secrets())
         except (OSError, subprocess.TimeoutExpired) as e:
             raise FitParamsError(f"llama-fit-params could not run: {e}") from e
         devices = parse_fitp_output(proc.stdout)

@@ -75,8 +75,25 @@ def test_status_gpus_is_null_without_nvidia_smi(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     assert status.query_gpus() is None
     fake = tmp_path / "nvidia-smi"  # a real executable printing nvidia-smi's CSV
-    fake.write_text("#!/bin/sh\necho 'NVIDIA H100 80GB HBM3, 81559, 80000'\n")
+    fake.write_text(f"#!/bin/sh\nenv > {tmp_path}/env.txt\n"
+                    "echo '0, NVIDIA H100 80GB HBM3, 81559, 80000'\necho '1, NVIDIA H100 80GB HBM3, [N/A], [N/A]'\n")
     fake.chmod(0o755)
+    monkeypatch.setenv("HF_TOKEN", "hf_NOT_FOR_TOOLS")
     assert status.query_gpus() == [{"name": "NVIDIA H100 80GB HBM3", "memory_total_mib": 81559,
-                                    "memory_free_mib": 80000}]
+                                    "memory_free_mib": 80000}]   # the GPU in a bad state is skipped
     assert json.dumps(status.query_gpus())
+    assert "hf_NOT_FOR_TOOLS" not in (tmp_path / "env.txt").read_text()
+
+
+def test_llama_fit_params_runs_without_the_pods_secrets(monkeypatch, tmp_path, tiny_model):
+    from remote_agent.fit.estimate import FitParamsEstimator, FitParamsError
+
+    fake = tmp_path / "llama-fit-params"
+    fake.write_text(f"#!/bin/sh\nenv > {tmp_path}/env.txt\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("HF_TOKEN", "hf_NOT_FOR_TOOLS")
+    monkeypatch.setenv("RUNPOD_API_KEY", "rpa_NOT_FOR_TOOLS")
+    with pytest.raises(FitParamsError):
+        FitParamsEstimator(fake, tiny_model).breakdown(512)
+    seen = (tmp_path / "env.txt").read_text()
+    assert "NOT_FOR_TOOLS" not in seen and "PATH=" in seen
