@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 from podtui.errors import UsageProblem
-from podtui.providers.base import Pod, PodSpec, Provider
+from podtui.providers.base import SECRET_ENV_NAMES, Pod, PodSpec, Provider
 from podtui.providers.runpod import RunpodProvider
 from podtui.services.pods import PodService
 from podtui.services.providers import find_anywhere, list_everywhere, open_providers
@@ -113,6 +113,11 @@ def _env_pairs(values: tuple[str, ...]) -> dict[str, str]:
         name, sep, text = value.partition("=")
         if not sep or not name or not name.replace("_", "").isalnum():
             raise UsageProblem(f"--env {value!r} is not NAME=VALUE", "write it as --env NAME=VALUE")
+        if name in SECRET_ENV_NAMES:   # a secret on the command line lands in ps and shell history
+            raise UsageProblem(f"--env {name}=… would put a secret on the command line",
+                               "export HF_TOKEN in your shell and pass --with-hf-token"
+                               if "HF" in name or "HUGGING" in name else
+                               f"do not pass {name} to a pod by hand")
         env[name] = text
     return env
 

@@ -65,6 +65,13 @@ def test_launch_passes_hf_token_only_from_the_environment_and_never_prints_it(po
     assert "hf_SECRET" not in listed.stdout and "<set, hidden>" in listed.stdout
 
 
+def test_a_secret_given_with_env_is_refused_before_anything_is_created(podtui_env, runpod_double):
+    out = run_podtui(podtui_env, "launch", "--gpu", "NVIDIA A40", "--env", "HF_TOKEN=hf_on_the_command_line")
+    assert out.returncode == 2
+    assert "secret on the command line" in out.stderr and "--with-hf-token" in out.stderr
+    assert "hf_on_the_command_line" not in out.stderr and not runpod_double.pods
+
+
 def test_stop_resume_and_terminate_which_asks_first(podtui_env, runpod_double):
     pod = runpod_double.add_pod("llm")
     out = run_podtui(podtui_env, "stop", "llm")
