@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,12 @@ import pytest
 from tests.testbed import cache, models
 from tests.testbed.llama import LlamaServer
 from tests.testbed.sshd import SshServer, generate_key
+
+# A suite started in the background by a script (`… &`) inherits SIGINT as ignored, and so would
+# every podtui it starts: the Ctrl-C tests would wait forever. A handled signal is reset to the
+# default in children, so handling it here gives them Python's usual KeyboardInterrupt back.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

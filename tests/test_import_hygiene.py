@@ -11,7 +11,7 @@ import pytest
 
 def loaded_modules(*imports: str) -> set[str]:
     code = "import json, sys\n" + "".join(f"import {m}\n" for m in imports) + \
-        "print(json.dumps(sorted(sys.modules)))"
+        "print(json.dumps(sorted(k for k, v in sys.modules.items() if v is not None)))"
     out = subprocess.run([sys.executable, "-c", code], check=True, stdout=subprocess.PIPE, text=True)
     return {name.split(".")[0] for name in json.loads(out.stdout)}
 
@@ -37,3 +37,22 @@ def test_agent_modules_the_client_imports_stay_standard_library_only():
     """podtui imports remote_agent.fit (pre-flight) and models.refs (MODEL check): they must stay light."""
     loaded = loaded_modules("podtui.services.preflight", "remote_agent.models.refs")
     assert not loaded & {"numpy", "gguf", "huggingface_hub", "textual", "httpx"}
+
+
+def test_the_cli_loads_a_verbs_heavy_imports_only_when_that_verb_runs():
+    """`podtui tunnel` must not pay for httpx, nor `podtui --version` for paramiko (start time)."""
+    assert not loaded_modules("podtui.cli") & {"paramiko", "httpx", "invoke"}
+    assert not loaded_modules("podtui.commands.tunnel", "podtui.commands.agent") & {"httpx", "invoke"}
+
+
+def test_every_verb_resolves_to_its_module_and_every_command_has_a_verb():
+    import importlib
+
+    from podtui.cli import VERBS, cli
+
+    modules = {importlib.import_module(f"podtui.commands.{name}") for name in set(VERBS.values())}
+    defined = {command.name for module in modules for command in module.COMMANDS}
+    assert defined == set(VERBS)
+    for verb in VERBS:
+        assert cli.get_command(None, verb).name == verb
+    assert cli.get_command(None, "no-such-verb") is None

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import paramiko
+# paramiko imports `invoke` (and with it unittest.mock and yaml) only for ssh_config's
+# "Match exec", which podtui never uses; marking it absent takes 0.17 s off every podtui start
+# that connects (measured: `import paramiko` 0.45 s -> 0.28 s on the 2-core test machine).
+sys.modules.setdefault("invoke", None)
+import paramiko  # noqa: E402
 
 from podtui.errors import CannotConnect
 from podtui.ssh.hostkeys import HostKey
