@@ -72,7 +72,7 @@ def hub(request):
 
     def start(files, **kwargs):
         server = HubDouble(files, **kwargs)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         servers.append(server)
         return server
     yield start

@@ -206,7 +206,8 @@ class RunpodDouble:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True, name="runpod-double").start()
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True,
+                         name="runpod-double").start()  # a short poll: shutdown() waits one
         return self
 
     def stop(self) -> None:
