@@ -127,8 +127,10 @@ class PodtuiApp(App[None]):
             return
         on_done = self._on_done.pop(worker, None)
         on_error = self._on_error.pop(worker, None)
-        if self._closing or not (_still_there(on_done) and _still_there(on_error)):
-            return    # the screen that asked has gone (or the app is quitting): nobody to tell
+        if not self.is_running or self._closing or not (_still_there(on_done) and _still_there(on_error)):
+            # The screen that asked has gone, or the app is shutting down: Textual prunes the
+            # screens' widgets before the app stops, so a late result must not reach them.
+            return
         if event.state == WorkerState.SUCCESS and on_done is not None:
             on_done(worker.result)
         elif event.state == WorkerState.ERROR:
