@@ -163,13 +163,18 @@ def _still_billed(pod: Pod, fix: str) -> str:
 _LOOKS_LIKE_HOST = re.compile(r"[.:@/\[]")
 
 
+def looks_like_host(text: str) -> bool:
+    """An SSH address (`host.example`, `user@host`, `host:port`, `[::1]`), not a bare pod id or name."""
+    return bool(_LOOKS_LIKE_HOST.search(text))
+
+
 def resolve_pod_target(text: str, user: str | None = None, progress: Progress = _quiet, *,
                        block_timeout_s: float = 60.0, pin_from_log: bool = True) -> SshTarget | None:
     """`pod_resolver` for podtui.ssh.target.resolve_target: a Runpod pod id or name → SshTarget
     with its printed host keys pinned; None when TARGET is not a pod (an SSH host) or no Runpod
     key is configured, so the caller falls back to `[user@]host[:port]`. PODTUI_POLL_S sets how
     often the log is read again while waiting for the block (default 5 s)."""
-    if _LOOKS_LIKE_HOST.search(text):
+    if looks_like_host(text):
         return None
     from podtui.providers.runpod import NoApiKey, RunpodProvider
 

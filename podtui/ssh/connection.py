@@ -158,8 +158,13 @@ class SshConnection:
             sock = socket.create_connection(address, timeout=self.options.connect_timeout)
         except OSError as exc:
             reason = exc.strerror or str(exc) or type(exc).__name__
-            raise CannotConnect(f"cannot reach {self.target.host}:{self.target.port}: {reason}",
-                                "check the host, the port and that sshd is running") from None
+            fix = "check the host, the port and that sshd is running"
+            if isinstance(exc, socket.gaierror) and not any(c in self.target.host for c in ".:"):
+                # A bare word that is no pod and no added host ends up here as a host name.
+                fix = (f"{self.target.host!r} is not a Runpod pod (or no Runpod key is set), not an "
+                       f"added host, and not a host name either: `podtui pods` lists pods and hosts; "
+                       f"check the spelling, or set RUNPOD_API_KEY if it is a pod")
+            raise CannotConnect(f"cannot reach {self.target.host}:{self.target.port}: {reason}", fix) from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
 

@@ -56,3 +56,30 @@ def test_from_log_without_a_block_exits_3_and_show_lists_nothing(podtui_env, tmp
     assert out.returncode == 3
     out = run_podtui(podtui_env, "hostkey", "root@10.9.9.9:2222")
     assert out.returncode == 0 and "no pins" in out.stdout
+
+
+def test_from_log_for_a_bare_name_needs_the_block_of_that_pod(podtui_env, tmp_path):
+    """Without a Runpod key a bare word cannot be checked against the API: the block's own pod line
+    must name it, or a log from another pod would be pinned under the wrong name."""
+    env = {k: v for k, v in podtui_env.items() if k != "RUNPOD_API_KEY"}
+    log = tmp_path / "pod.log"
+    log.write_text(format_block("abc123", [HostKey.from_base64(*SshServer(tmp_path / "k").host_public_key.split())]))
+    out = run_podtui(env, "hostkey", "zzz999", "--from-log", str(log))
+    assert out.returncode == 3, out.stderr
+    assert "printed by pod 'abc123'" in out.stderr and "nothing was pinned" in out.stderr
+    assert "RUNPOD_API_KEY" in out.stderr                     # the fix names the way to check it
+    assert "no pins" in run_podtui(env, "hostkey", "zzz999").stdout
+    out = run_podtui(env, "hostkey", "abc123", "--from-log", str(log))
+    assert out.returncode == 0 and "block printed by pod abc123" in out.stdout, out.stderr
+
+
+def test_show_pin_and_from_log_are_alternatives(podtui_env, tmp_path):
+    out = run_podtui(podtui_env, "hostkey", "root@10.9.9.9:2222", "--show", "--pin", "SHA256:" + "A" * 43)
+    assert out.returncode == 2 and "--show and --pin both given" in out.stderr
+
+
+def test_a_bare_name_that_is_nothing_says_so(podtui_env):
+    env = {k: v for k, v in podtui_env.items() if k != "RUNPOD_API_KEY"}
+    out = run_podtui(env, "tunnel", "nopod-typo", "--accept-unverified", timeout=60)
+    assert out.returncode == 4, out.stderr
+    assert "'nopod-typo' is not a Runpod pod" in out.stderr and "podtui pods" in out.stderr
