@@ -72,6 +72,14 @@ def test_a_secret_given_with_env_is_refused_before_anything_is_created(podtui_en
     assert "hf_on_the_command_line" not in out.stderr and not runpod_double.pods
 
 
+@pytest.mark.parametrize("model, said", [("org/../x", "'..'"), ("org/repo:", "quant")])
+def test_a_model_the_agent_would_refuse_is_refused_before_a_pod_is_billed(podtui_env, runpod_double, model, said):
+    out = run_podtui(podtui_env, "launch", "--gpu", "NVIDIA A40", "--model", model)
+    assert out.returncode == 2, out.stderr
+    assert "--model:" in out.stderr and said in out.stderr and "before a pod is created" in out.stderr
+    assert not runpod_double.pods
+
+
 def test_stop_resume_and_terminate_which_asks_first(podtui_env, runpod_double):
     pod = runpod_double.add_pod("llm")
     out = run_podtui(podtui_env, "stop", "llm")

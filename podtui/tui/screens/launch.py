@@ -13,7 +13,7 @@ from textual.timer import Timer
 from textual.widgets import Button, DataTable, Footer, Input, Label, Select, Static
 
 from podtui.tui.messages import SwapProgress
-from podtui.tui.model_ref import model_problem
+from podtui.services.model_ref import model_problem
 from podtui.tui.services import GpuChoice
 from podtui.tui.widgets.pod_table import format_price
 

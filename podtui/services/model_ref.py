@@ -1,4 +1,5 @@
-"""The launch screen's MODEL check, before anything is sent anywhere.
+"""The MODEL check of the launch screen and `podtui launch`, before anything is sent anywhere
+(a pod created with a MODEL its agent refuses bills without ever serving).
 
 It asks the agent's own parser (remote_agent/models/refs.py, stdlib only) so the screen and the
 pod can never disagree about which forms are valid. No MODEL_DIR exists on the client, so a bare
