@@ -137,7 +137,7 @@ def config_from(args: argparse.Namespace, env: dict[str, str] | None = None) -> 
                       else [sys.executable, "-m", "remote_agent", "daemon"])
     pod_id = env.get("RUNPOD_POD_ID", "").strip()
     idle_unit = args.idle_unit_seconds or float(env.get("REMOTE_AGENT_IDLE_UNIT_SECONDS") or 60)
-    return BootConfig(
+    config = BootConfig(
         root=root,
         dry_run=bool(args.dry_run) or truthy(env.get("DRYRUN")),
         dry_run_from_env=not args.dry_run and truthy(env.get("DRYRUN")),
@@ -170,3 +170,12 @@ def config_from(args: argparse.Namespace, env: dict[str, str] | None = None) -> 
         runpod_api_key=env.get("RUNPOD_API_KEY") or None,
         env=env,
     )
+    # The daemon refuses a bad ENGINE, CTX, ARGS, PARALLEL …: say so now, dry runs included,
+    # instead of after sshd is up and the daemon has exited.
+    from remote_agent.settings import SettingsError, engine_env
+
+    try:
+        engine_env(env)
+    except SettingsError as exc:
+        raise BootConfigError(str(exc)) from None
+    return config

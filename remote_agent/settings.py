@@ -8,6 +8,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from remote_agent.ctx_choice import parse_ctx
 from remote_agent.engines import ADAPTERS
 from remote_agent.paths import default_models_dir, default_socket_path, default_state_dir
 from remote_agent.supervisor import Timings
@@ -75,7 +76,7 @@ def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how often the engine is asked whether it served requests (status idle_s)")
 
 
-def _int_env(env: dict[str, str], name: str, minimum: int = 0) -> int | None:
+def _int_env(env: dict[str, str], name: str, minimum: int = 0, maximum: int | None = None) -> int | None:
     raw = env.get(name, "").strip()
     if not raw:
         return None
@@ -85,7 +86,42 @@ def _int_env(env: dict[str, str], name: str, minimum: int = 0) -> int | None:
         raise SettingsError(f"{name}={raw!r} is not an integer; set it to a number or leave it unset") from None
     if value < minimum:
         raise SettingsError(f"{name}={value} must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise SettingsError(f"{name}={value} must be at most {maximum}")
     return value
+
+
+def engine_env(env: dict[str, str]) -> dict:
+    """The engine settings the seed-compatible environment gives (ENGINE, PORT, MODEL, CTX or
+    CTX_SIZE, ARGS, GPU_LAYERS, PARALLEL, BATCH_SIZE, UBATCH_SIZE, MAX_TOKENS), checked: a bad
+    value raises SettingsError naming it. `remote-agent boot` runs the same check, dry runs too."""
+    engine = env.get("ENGINE", "").strip() or "llama-server"
+    if engine not in ADAPTERS:
+        raise SettingsError(f"ENGINE={engine!r} is not supported; use one of: {', '.join(ADAPTERS)}")
+    try:
+        extra_args = tuple(shlex.split(env.get("ARGS", "")))
+    except ValueError as exc:
+        raise SettingsError(f"ARGS cannot be split like a shell line ({exc}); check its quotes") from None
+    # CTX_SIZE is seed 004's name for CTX; CTX wins when both are set
+    ctx_name = "CTX" if env.get("CTX", "").strip() else "CTX_SIZE"
+    env_ctx = env.get(ctx_name, "").strip() or None
+    try:
+        parse_ctx(env_ctx)
+    except ValueError:
+        raise SettingsError(f"{ctx_name}={env_ctx!r} is neither a number of tokens nor 'auto'; "
+                            f"set e.g. {ctx_name}=8192 or {ctx_name}=auto, or unset it") from None
+    return dict(
+        port=_int_env(env, "PORT", 1, 65535) or DEFAULT_PORT,
+        engine=engine,
+        model=env.get("MODEL", "").strip() or None,
+        env_ctx=env_ctx,
+        args=extra_args,
+        gpu_layers=_int_env(env, "GPU_LAYERS"),
+        parallel=_int_env(env, "PARALLEL", 1),
+        batch_size=_int_env(env, "BATCH_SIZE", 1),
+        ubatch_size=_int_env(env, "UBATCH_SIZE", 1),
+        max_tokens=_int_env(env, "MAX_TOKENS", 1),
+    )
 
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20, "g": 1 << 30,
@@ -119,13 +155,6 @@ def parse_overhead(text: str, name: str) -> tuple[int, float]:
 
 def settings_from(args: argparse.Namespace, env: dict[str, str] | None = None) -> AgentSettings:
     env = dict(os.environ if env is None else env)
-    engine = env.get("ENGINE", "").strip() or "llama-server"
-    if engine not in ADAPTERS:
-        raise SettingsError(f"ENGINE={engine!r} is not supported; use one of: {', '.join(ADAPTERS)}")
-    try:
-        extra_args = tuple(shlex.split(env.get("ARGS", "")))
-    except ValueError as exc:
-        raise SettingsError(f"ARGS cannot be split like a shell line ({exc}); check its quotes") from None
     limit = args.engine_address_space_limit
     if limit is None and env.get("REMOTE_AGENT_ENGINE_ADDRESS_SPACE_LIMIT"):
         limit = _int_env(env, "REMOTE_AGENT_ENGINE_ADDRESS_SPACE_LIMIT", 1)
@@ -139,17 +168,7 @@ def settings_from(args: argparse.Namespace, env: dict[str, str] | None = None) -
         socket=Path(args.socket) if args.socket else default_socket_path(env),
         state_dir=Path(args.state_dir) if args.state_dir else default_state_dir(env),
         models_dir=Path(args.models_dir) if args.models_dir else default_models_dir(env),
-        port=_int_env(env, "PORT", 1) or DEFAULT_PORT,
-        engine=engine,
-        model=env.get("MODEL", "").strip() or None,
-        # CTX_SIZE is seed 004's name for CTX; CTX wins when both are set
-        env_ctx=env.get("CTX", "").strip() or env.get("CTX_SIZE", "").strip() or None,
-        args=extra_args,
-        gpu_layers=_int_env(env, "GPU_LAYERS"),
-        parallel=_int_env(env, "PARALLEL", 1),
-        batch_size=_int_env(env, "BATCH_SIZE", 1),
-        ubatch_size=_int_env(env, "UBATCH_SIZE", 1),
-        max_tokens=_int_env(env, "MAX_TOKENS", 1),
+        **engine_env(env),
         bin_dir=Path(bin_dir) if bin_dir else None,
         address_space_limit=limit,
         engine_stack_limit=stack,

@@ -55,3 +55,16 @@ def test_seed_004_environment_on_the_real_engine(make_daemon, llama_bin, tiny_mo
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as reply:
         assert json.load(reply)["usage"]["completion_tokens"] == 3
+
+
+@pytest.mark.parametrize("env, said", [
+    ({"CTX": "abc"}, "CTX='abc' is neither a number of tokens nor 'auto'"),
+    ({"CTX_SIZE": "12k"}, "CTX_SIZE='12k'"),
+    ({"PORT": "70000"}, "PORT=70000 must be at most 65535"),
+])
+def test_a_bad_ctx_or_port_is_refused_by_name_not_ignored(env, said):
+    from remote_agent.settings import SettingsError
+
+    with pytest.raises(SettingsError, match=said.replace("(", r"\(")):
+        settings_from(namespace(), env)
+    assert settings_from(namespace(), {"CTX": "auto"}).env_ctx == "auto"

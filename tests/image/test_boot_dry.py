@@ -65,3 +65,18 @@ def test_bad_variable_is_named_with_its_fix(make_boot):
     assert run.wait_exit() == 2
     assert "PORT='fivethousand' is not a whole number" in run.output()
     assert not (Path(run.root) / "workspace" / ".podtui").exists()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name, value, said", [
+    ("ENGINE", "bogus", "ENGINE='bogus' is not supported"),
+    ("CTX", "abc", "CTX='abc' is neither a number of tokens nor 'auto'"),
+    ("PARALLEL", "0", "PARALLEL=0 must be at least 1"),
+    ("ARGS", "'x", "ARGS cannot be split"),
+])
+def test_a_dry_run_refuses_what_the_daemon_would_refuse(make_boot, boot_root, name, value, said):
+    before = snapshot(boot_root)
+    run = make_boot("--dry-run", env={name: value}).start()
+    assert run.wait_exit() == 2
+    assert said in run.output() and "dry run complete" not in run.output()
+    assert snapshot(boot_root) == before
