@@ -38,3 +38,13 @@ def test_locate_prints_paths_under_the_config_override(tmp_path, monkeypatch):
     assert out.returncode == 0, out.stderr
     locations = json.loads(out.stdout)
     assert locations["known_hosts"] == str(tmp_path / "cfg" / "known_hosts")
+
+
+def test_a_verbs_help_after_the_agent_target_is_the_verbs_own():
+    """The agent group takes its options anywhere, but `--help` after a verb belongs to the verb
+    (and needs no connection: TARGET here resolves to nothing)."""
+    out = run(str(BIN / "podtui"), "agent", "no-such-host", "swap", "--help")
+    assert out.returncode == 0, out.stderr
+    assert "agent TARGET swap" in out.stdout and "--ctx" in out.stdout
+    out = run(str(BIN / "podtui"), "agent", "no-such-host", "--help")
+    assert out.returncode == 0 and "COMMAND [ARGS]" in out.stdout and "swap" in out.stdout

@@ -50,7 +50,25 @@ def _print(value, as_json: bool, human) -> None:
         human(value)
 
 
-@click.group(context_settings={"allow_interspersed_args": True, "ignore_unknown_options": True})
+_VERB_HELP = "--podtui-verb-help"   # stands in for a verb's --help while the group parses
+
+
+class AgentGroup(click.Group):
+    """The group takes its options anywhere (`podtui agent HOST status -i KEY`), so it would also
+    take `--help` after a verb and show its own help; a --help that follows a verb is kept for
+    that verb (`podtui agent HOST swap --help` lists --ctx)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        verb_at = next((i for i, arg in enumerate(args) if arg in self.commands), None)
+        if verb_at is not None:
+            args = args[:verb_at + 1] + [_VERB_HELP if a == "--help" else a for a in args[verb_at + 1:]]
+        super().parse_args(ctx, args)
+        ctx.args = ["--help" if a == _VERB_HELP else a for a in ctx.args]
+        return ctx.args
+
+
+@click.group(cls=AgentGroup,
+             context_settings={"allow_interspersed_args": True, "ignore_unknown_options": True})
 @click.argument("target")
 @connection_options
 @click.option("--agent-command", envvar="PODTUI_AGENT_COMMAND", default=None,

@@ -1,8 +1,7 @@
 """TARGET on the command line → where to connect and under which known_hosts name to pin.
 
-This issue resolves `[ssh://][user@]host[:port]`. Runpod pod ids arrive with the providers work:
-`resolve_target()` is the seam — a provider-backed resolver is passed in as `pod_resolver` and
-returns an SshTarget whose alias is `podtui-<podid>` (pins follow the pod, not its IP:port, which
+This module parses `[ssh://][user@]host[:port]`. Runpod pod ids and names are resolved through
+`resolve_target()`'s seam: a provider-backed resolver is passed in as `pod_resolver` and returns an SshTarget whose alias is `podtui-<podid>` (pins follow the pod, not its IP:port, which
 changes when a pod resets).
 """
 
@@ -71,8 +70,9 @@ def resolve_target(
     target = parse_ssh_target(text, user)
     if target is None:
         raise UsageProblem(
-            f"{text!r} is not an SSH host of the form [ssh://][user@]host[:port]",
-            "give the pod's SSH address, e.g. ssh://root@203.0.113.7:2222 (Runpod pod ids "
-            "arrive with the providers work)",
+            f"{text!r} is neither a pod, an added host, nor an SSH host of the form "
+            "[ssh://][user@]host[:port]",
+            "give a Runpod pod id or name, a name from `podtui hosts list`, or an SSH address such "
+            "as ssh://root@203.0.113.7:2222",
         )
     return target

@@ -40,7 +40,7 @@ def test_ssh_targets_and_known_hosts_names():
 
 
 def test_target_errors_name_the_problem():
-    with pytest.raises(UsageProblem, match="not an SSH host"):
+    with pytest.raises(UsageProblem, match="nor an SSH host"):
         resolve_target("not a host!")
     with pytest.raises(UsageProblem, match="--user"):
         resolve_target("alice@h", user="bob")
