@@ -22,10 +22,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from podtui.errors import CannotConnect, PodtuiError, UsageProblem
-from podtui.ssh.connection import SshConnection
+from podtui.ssh.connection import WINDOW_SIZE, SshConnection
 from podtui.ssh.trust import TrustOutcome
 
-READ_SIZE = 256 * 1024
+READ_SIZE = 256 * 1024                 # from a local socket: recv() allocates this much each time
+# From a channel: take everything buffered. paramiko's buffer hands out a partial read by
+# deleting from the front of an array (a memmove of all that remains), so a small read size
+# from a full 8 MB window copies megabytes per read.
+CHANNEL_READ_SIZE = WINDOW_SIZE
 BACKOFF_S = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
 WAIT_FOR_LINK_S = 20.0   # how long a new local connection waits for a reconnect to finish
 
@@ -292,7 +296,7 @@ class Tunnel:
         up.start()
         try:
             while True:
-                data = channel.recv(READ_SIZE)
+                data = channel.recv(CHANNEL_READ_SIZE)
                 if not data:
                     break
                 client.sendall(data)
