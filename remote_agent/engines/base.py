@@ -50,7 +50,7 @@ class EngineConfig:
     parallel: int | None = None
     batch_size: int | None = None
     ubatch_size: int | None = None
-    max_tokens: int | None = None  # default reply length (llama-server --n-predict)
+    max_tokens: int | None = None  # default reply length (--n-predict, koboldcpp --defaultgenamt)
     # Flags the context fit adds after ARGS (its own fit off, cache types, slots) so the engine
     # runs exactly the memory configuration that was estimated; kept with the persisted config.
     fit_args: tuple[str, ...] = ()

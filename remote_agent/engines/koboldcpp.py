@@ -36,6 +36,7 @@ class KoboldCppAdapter(EngineAdapter):
             "--gpulayers", str(gpu_layers),
             "--usecublas", "mmq", "--flashattention", "--ignoremissing", "--skiplauncher",
             *optional_flag("--blasbatchsize", config.batch_size),
+            *optional_flag("--defaultgenamt", config.max_tokens),   # MAX_TOKENS (seed 004)
             *config.args, *config.fit_args,
         ]
 

@@ -19,12 +19,13 @@ def test_the_command_line_carries_seed_000s_flags_and_args_last(tmp_path):
     binary.write_text("#!/bin/sh\n")
     binary.chmod(0o755)
     config = EngineConfig(engine="koboldcpp", model="org/repo:Q4_K_M", model_path="/models/m.gguf", port=5002,
-                          ctx=8192, args=("--threads", "8"))
+                          ctx=8192, args=("--threads", "8"), max_tokens=512)
     command = adapter_for("koboldcpp").command(config, tmp_path)
     assert command[0] == str(binary)
     joined = " ".join(command)
     for flags in ("--model /models/m.gguf", "--contextsize 8192", "--port 5002", "--gpulayers 999",
-                  "--usecublas mmq", "--flashattention", "--ignoremissing", "--skiplauncher", "--host 127.0.0.1"):
+                  "--usecublas mmq", "--flashattention", "--ignoremissing", "--skiplauncher", "--host 127.0.0.1",
+                  "--defaultgenamt 512"):   # MAX_TOKENS: the reply length when a request names none
         assert flags in joined
     assert command[-2:] == ["--threads", "8"]
 
