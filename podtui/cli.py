@@ -16,7 +16,7 @@ from podtui.errors import PodtuiError
 
 # verb -> the podtui.commands module that defines it. A verb's module, and with it paramiko or
 # httpx, is imported only when that verb runs (or for --help): `podtui tunnel` never pays for
-# httpx, `podtui pods` never for paramiko. Measured: `import podtui.cli` went from 0.75 s to 0.06 s.
+# httpx, `podtui pods` never for paramiko. Measured: a process importing podtui.cli took 0.75 s, now 0.12 s.
 VERBS = {
     "tunnel": "tunnel", "agent": "agent", "hostkey": "hostkey", "hosts": "hosts",
     "pods": "pods", "launch": "pods", "stop": "pods", "resume": "pods", "terminate": "pods",

@@ -1,8 +1,9 @@
 """TARGET on the command line → where to connect and under which known_hosts name to pin.
 
 This module parses `[ssh://][user@]host[:port]`. Runpod pod ids and names are resolved through
-`resolve_target()`'s seam: a provider-backed resolver is passed in as `pod_resolver` and returns an SshTarget whose alias is `podtui-<podid>` (pins follow the pod, not its IP:port, which
-changes when a pod resets).
+`resolve_target()`'s seam: a provider-backed resolver is passed in as `pod_resolver` and returns
+an SshTarget whose alias is `podtui-<podid>` (pins follow the pod, not its IP:port, which changes
+when a pod resets).
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Button, DataTable, Footer, Input, Label, Select, Static
 
-from podtui.tui.messages import SwapProgress
 from podtui.services.model_ref import model_problem
+from podtui.tui.messages import SwapProgress
 from podtui.tui.services import GpuChoice
 from podtui.tui.widgets.pod_table import format_price
 
