@@ -67,13 +67,19 @@ def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
     add("--no-autostart", action="store_true", help="do not start MODEL or the saved config at daemon start")
     tuning = parser.add_argument_group("supervision timings (seconds)")
     defaults = Timings()
-    tuning.add_argument("--health-timeout", type=float, default=defaults.health_timeout)
-    tuning.add_argument("--stop-grace", type=float, default=defaults.stop_grace)
-    tuning.add_argument("--drain-timeout", type=float, default=defaults.drain_timeout)
-    tuning.add_argument("--restart-backoff", type=float, default=defaults.restart_backoff)
-    tuning.add_argument("--max-restarts", type=int, default=defaults.max_restarts)
+    tuning.add_argument("--health-timeout", type=float, default=defaults.health_timeout,
+                        help="how long a start may take to pass the health check (default: %(default)s)")
+    tuning.add_argument("--stop-grace", type=float, default=defaults.stop_grace,
+                        help="SIGTERM to SIGKILL of the engine's process group (default: %(default)s)")
+    tuning.add_argument("--drain-timeout", type=float, default=defaults.drain_timeout,
+                        help="how long a swap waits for requests in flight (default: %(default)s)")
+    tuning.add_argument("--restart-backoff", type=float, default=defaults.restart_backoff,
+                        help="first wait before restarting a crashed engine (default: %(default)s)")
+    tuning.add_argument("--max-restarts", type=int, default=defaults.max_restarts,
+                        help="failures in a row beyond which the engine is paused (default: %(default)s)")
     tuning.add_argument("--idle-poll", type=float, default=15.0,
-                        help="how often the engine is asked whether it served requests (status idle_s)")
+                        help="how often the engine is asked whether it served requests (status idle_s; "
+                        "default: %(default)s)")
 
 
 def _int_env(env: dict[str, str], name: str, minimum: int = 0, maximum: int | None = None) -> int | None:
