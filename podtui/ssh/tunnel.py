@@ -270,7 +270,10 @@ class Tunnel:
             with self._lock:
                 self._open_sockets.discard(client)
             if channel is not None:
-                channel.close()
+                try:
+                    channel.close()
+                except (OSError, EOFError):   # the link died first: nothing left to tell the server
+                    pass
             _close_socket(client)
 
     def _pump(self, client: socket.socket, channel) -> None:
