@@ -7,47 +7,25 @@ the local pod. Without a Runpod key the first-run dialog offers to store one.
 
 from __future__ import annotations
 
-from podtui.tui.services import PodListing, TuiServices
+from podtui.tui.services import TuiServices
 
-
-class NoProviders(TuiServices):
-    needs_runpod_key = True    # the app offers the first-run screen
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-
-    def list_pods(self) -> PodListing:
-        return PodListing(problems=[self.reason])
+NO_KEY_NOTE = "no Runpod API key is configured (podtui asks for one at start; or export RUNPOD_API_KEY)"
 
 
 def default_services() -> TuiServices:
     from podtui.services.pods import PodService
+    from podtui.services.providers import open_providers
     from podtui.tui.provider_services import ProviderServices
 
-    try:   # every configured provider: Runpod, added SSH hosts, the local pod (issue #6)
-        from podtui.services.providers import open_providers
-    except ImportError:
-        open_providers = None
-    if open_providers is None:
-        return _runpod_only()
     warnings: list[str] = []   # e.g. a config file holding the key that others can read
     opened = open_providers(warnings=warnings)
     services = ProviderServices([PodService(provider) for provider in opened.providers])
-    services.notes = [*warnings, *opened.notes, *(f"{exc.title} ({exc.fix})" for exc in opened.problems)]
     services.needs_runpod_key = not any(p.name == "runpod" for p in opened.providers)
+    # Without a key the first-run dialog has said how to add one; the footer keeps a short line
+    # instead of the CLI's long note (opened.notes holds only that note today).
+    notes = [NO_KEY_NOTE] if services.needs_runpod_key else opened.notes
+    services.notes = [*warnings, *notes, *(f"{exc.title} ({exc.fix})" for exc in opened.problems)]
     return services
-
-
-def _runpod_only() -> TuiServices:
-    from podtui.providers.runpod import NoApiKey, RunpodProvider
-    from podtui.services.pods import PodService
-    from podtui.tui.provider_services import ProviderServices
-
-    try:
-        provider = RunpodProvider.from_environment()
-    except NoApiKey as exc:
-        return NoProviders(f"{exc.title}: {exc.fix}" if exc.fix else exc.title)
-    return ProviderServices([PodService(provider)])
 
 
 def store_runpod_key(key: str) -> TuiServices:

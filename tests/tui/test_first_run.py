@@ -56,6 +56,9 @@ async def test_carry_on_without_a_key(no_key):
         assert isinstance(app.screen, MainScreen)
         await wait_for(pilot, lambda: "no Runpod API key" in
                        str(app.screen.query_one("#summary").render()))
+        summary = str(app.screen.query_one("#summary").render())
+        # one short line, not the CLI's whole how-to (the dialog just said it)
+        assert "podtui asks for one at start" in summary and "[runpod]" not in summary
         assert not paths.config_file().exists()
 
 

@@ -28,8 +28,9 @@ class FirstRunScreen(ModalScreen[str | None]):
             yield Static("No Runpod API key is configured. " + KEY_HELP, markup=False)
             yield Input(placeholder="Runpod API key (rpa_…)", password=True, id="api-key")
             yield Static("", id="key-problem", markup=False)
-            yield Static("Without a key you can still follow podtui's own log; SSH hosts and the "
-                         "local pod appear here once they are configured.", markup=False)
+            yield Static("Without a key podtui still lists and drives this machine's local pod and "
+                         "the SSH hosts you add with `podtui hosts add`; it asks again next start.",
+                         markup=False)
             with Horizontal(classes="buttons"):
                 yield Button("Carry on without", id="skip")
                 yield Button("Save key", id="save", variant="primary")
