@@ -65,7 +65,10 @@ def start(model: str, ctx: str | None, engine: str | None, engine_args: str | No
                                "log": str(provider.daemon.log_file)}))
     else:
         click.echo(f"local pod started (pid {provider.daemon.pid()}, log {provider.daemon.log_file})")
-        click.echo(f"  engine    {status.get('state')}: {status.get('model') or 'no model yet'}")
+        failed = status.get("state") in ("failed", "paused")
+        what = (status.get("last_error") or {}).get("kind") if failed else None
+        click.echo(f"  engine    {status.get('state')}: "
+                   f"{what or status.get('model') or 'no model yet'}{' (see error below)' if failed else ''}")
         click.echo(f"  base URL  {url}")
     if status.get("state") in ("failed", "paused"):
         error = status.get("last_error") or {}

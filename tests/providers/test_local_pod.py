@@ -93,6 +93,7 @@ def test_a_bad_model_fails_clearly_and_the_agent_stays_reachable(local_env, llam
     out = run_podtui(local_env, "local", "start", "--model", str(bogus), "--port", str(free_port()),
                      "--engine-bin-dir", str(llama_bin), "--models-dir", str(tmp_path / "models"), timeout=120)
     assert out.returncode == 1 and "the local engine" in out.stderr and "podtui agent local swap" in out.stderr
+    assert "not_gguf" in out.stdout and "no model yet" not in out.stdout   # the summary names the failure
     assert run_podtui(local_env, "agent", "local", "status").returncode == 0
 
 
