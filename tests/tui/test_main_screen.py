@@ -152,6 +152,10 @@ async def test_enter_shows_details():
         await started(pilot)
         await pilot.press("down", "down", "enter")
         assert isinstance(app.screen, PodDetails) and app.screen.row.name == "homebox"
+        await pilot.press("escape", "up", "up", "enter")
+        text = str(app.screen.query_one("#details-text").render())
+        assert "idle             45 min" in text and "uptime           3h" in text
+        assert "$2.69/hr" in text and "uptime_s" not in text and "idle_minutes" not in text
 
 
 async def test_unwired_services_say_so_instead_of_pretending():

@@ -25,12 +25,14 @@ class PodDetails(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         lines = []
         for field in fields(self.row):
-            value = getattr(self.row, field.name)
-            if field.name == "price_per_hour":
+            name, value = field.name, getattr(self.row, field.name)
+            if name == "price_per_hour" and value is not None:
                 value = format_price(value) + "/hr"
-            elif field.name == "uptime_s":
-                value = format_uptime(value)
-            lines.append(f"{field.name:<16} {value if value not in (None, '') else '—'}")
+            elif name == "uptime_s":
+                name, value = "uptime", format_uptime(value)
+            elif name == "idle_minutes" and value is not None:
+                name, value = "idle", f"{int(value)} min"
+            lines.append(f"{name:<16} {value if value not in (None, '') else '—'}")
         with Vertical(id="dialog"):
             yield Static(self.row.name, classes="dialog-title", markup=False)
             yield Static("\n".join(lines), markup=False, id="details-text")
