@@ -56,9 +56,12 @@ def ssh_session(target_text: str, user: str | None, *, pin_from_log: bool = True
     """Like resolve_session, but the local pod (no SSH) is a usage error naming what to do."""
     session = resolve_session(target_text, user, pin_from_log=pin_from_log)
     if session.local:
+        from podtui.providers.local_daemon import LocalDaemon
+
+        port = LocalDaemon().settings().port
         raise UsageProblem(
             "the local pod runs on this machine: there is no SSH connection, tunnel or host key to it",
-            "its engine is at http://127.0.0.1:<PORT>/v1 already (`podtui pods` shows the port); "
+            f"its engine is at http://127.0.0.1:{port}/v1 already; "
             "talk to its agent with `podtui agent local status`")
     return session
 

@@ -63,6 +63,7 @@ def test_local_pod_start_list_chat_agent_stop(local_env, llama_bin, tiny_model, 
     assert again.returncode == 1 and "already running" in again.stderr
     tunnel = run_podtui(local_env, "tunnel", "local")
     assert tunnel.returncode == 2 and "no SSH connection" in tunnel.stderr
+    assert f"http://127.0.0.1:{port}/v1" in tunnel.stderr          # the real port, not a placeholder
 
     pid = started["pid"]
     out = run_podtui(local_env, "local", "stop", "--json")
