@@ -106,6 +106,8 @@ async def test_swap_serves_the_new_model_then_a_bad_one_rolls_back(wired, tiny_m
         await wait_for(pilot, lambda: dialog.outcome == "failed", timeout=90)
         text = str(dialog.query_one("#swap-result").render())
         assert "bad_model" in text and f"rolled back to {tiny_model_b}" in text
+        await pilot.pause(0.3)   # late events (the rollback's "ready") must not refill the bar
+        assert dialog.query_one("#progress-load").progress == 0      # the new model never loaded
         assert app.errors_shown == []
 
 

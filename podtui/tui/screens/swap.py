@@ -91,8 +91,8 @@ class SwapDialog(ModalScreen[str | None]):
         self.post_message(SwapProgress(phase, fraction, detail))
 
     def on_swap_progress(self, message: SwapProgress) -> None:
-        if message.phase not in PHASES:
-            return
+        if message.phase not in PHASES or not self.swapping:
+            return   # a late event (the rollback's "ready") after the result is already shown
         bar = self.query_one(f"#progress-{message.phase}", ProgressBar)
         if message.fraction is None:
             bar.update(total=None)
@@ -112,6 +112,9 @@ class SwapDialog(ModalScreen[str | None]):
     def swap_failed(self, title: str, fix: str) -> None:
         self.swapping = False
         self.outcome = "failed"
+        # The new model never loaded; a rollback's "ready" (the old model serving again) must
+        # not leave the load bar looking full.
+        self.query_one("#progress-load", ProgressBar).update(total=1.0, progress=0)
         result = self.query_one("#swap-result", Static)
         result.update(f"✘ {title}" + (f"\nFix: {fix}" if fix else ""))
         result.set_classes("bad")
