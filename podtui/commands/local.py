@@ -60,17 +60,17 @@ def start(model: str, ctx: str | None, engine: str | None, engine_args: str | No
                    engine_bin_dir=str(engine_bin_dir.resolve()) if engine_bin_dir else None, port=port)
     status = _wait_settled(provider, wait_s) if wait_s > 0 else provider.status()
     url = f"http://127.0.0.1:{status.get('port')}/v1"
+    failed = status.get("state") in ("failed", "paused")
     if as_json:
         click.echo(json.dumps({"status": status, "base_url": url, "pid": provider.daemon.pid(),
                                "log": str(provider.daemon.log_file)}))
     else:
         click.echo(f"local pod started (pid {provider.daemon.pid()}, log {provider.daemon.log_file})")
-        failed = status.get("state") in ("failed", "paused")
         what = (status.get("last_error") or {}).get("kind") if failed else None
         click.echo(f"  engine    {status.get('state')}: "
                    f"{what or status.get('model') or 'no model yet'}{' (see error below)' if failed else ''}")
         click.echo(f"  base URL  {url}")
-    if status.get("state") in ("failed", "paused"):
+    if failed:
         error = status.get("last_error") or {}
         raise ProviderError(f"the local engine {status.get('state')}: {error.get('kind')}: {error.get('message')}",
                             "the daemon keeps running: fix the model or engine and run "

@@ -12,21 +12,9 @@ from collections.abc import Callable, Sequence
 
 
 def free_port() -> int:
-    """A port free now. Under pytest-xdist each worker takes only ports p with
-    p % workers == its index, so two workers never hand out the same port."""
-    index, workers = _xdist_worker()
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port % workers == index:
-            return port
-
-
-def _xdist_worker() -> tuple[int, int]:
-    name = os.environ.get("PYTEST_XDIST_WORKER", "")          # "gw0", "gw1", …
-    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    return (int(name[2:]) if name.startswith("gw") else 0), max(count, 1)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 20.0) -> None:
