@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.agent.harness import AgentClient, DaemonProcess  # noqa: E402
+from tests.testbed.agent_daemon import AgentClient, DaemonProcess  # noqa: E402
 from tests.testbed import cache, models  # noqa: E402
 from tests.testbed.procs import free_port, stop_process  # noqa: E402
 

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from remote_agent.fit.budget import address_space_budget  # noqa: E402
 from remote_agent.fit.estimate import FitParamsEstimator, RunConfig  # noqa: E402
 from remote_agent.fit.search import STEP, search_ctx  # noqa: E402
-from tests.fit.standin import FIT_LARGE, FIT_SMALL, AddressSpaceLauncher, calibrate_overhead, fit_model  # noqa: E402
+from tests.testbed.fit_standin import FIT_LARGE, FIT_SMALL, AddressSpaceLauncher, calibrate_overhead, fit_model  # noqa: E402
 from tests.testbed import cache, models  # noqa: E402
 
 MiB = 1 << 20

@@ -84,8 +84,8 @@ def chunks(total: int, rate: int, size: int = 1024):
 
 async def run_podtui(total: int, filter_text: str, rate: int = 0) -> dict:
     from podtui.tui.app import build_app
-    from podtui.tui.line_source import LineFollower
-    from podtui.tui.services import PodListing, TuiServices
+    from podtui.services.follow import LineFollower
+    from podtui.services.front import PodListing, TuiServices
 
     class NoPods(TuiServices):
         def list_pods(self) -> PodListing:

@@ -10,7 +10,7 @@ from remote_agent import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from remote_agent.settings import add_daemon_arguments
+    from remote_agent.server.settings import add_daemon_arguments
 
     parser = argparse.ArgumentParser(
         prog="remote-agent",
@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"remote-agent {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     boot = sub.add_parser("boot", help="image entrypoint: host keys, fingerprints, sshd, daemon")
-    from remote_agent.boot_config import add_boot_arguments
+    from remote_agent.boot.config import add_boot_arguments
 
     add_boot_arguments(boot)
     daemon = sub.add_parser("daemon", help="serve the agent on a Unix socket (mode 0600)")
@@ -33,8 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "daemon":
-        from remote_agent.daemon import run_daemon
-        from remote_agent.settings import SettingsError, settings_from
+        from remote_agent.server.daemon import run_daemon
+        from remote_agent.server.settings import SettingsError, settings_from
 
         try:
             settings = settings_from(args)
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(2)
         sys.exit(run_daemon(settings, autostart=not args.no_autostart))
     if args.command == "rpc":
-        from remote_agent.bridge import run_bridge
+        from remote_agent.server.bridge import run_bridge
         from remote_agent.paths import default_socket_path
 
         sys.exit(run_bridge(Path(args.socket) if args.socket else default_socket_path()))

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.testbed import cache, models
+from tests.testbed.fit_standin import FIT_LARGE, FIT_SMALL, fit_model
 from tests.testbed.llama import LlamaServer
 from tests.testbed.sshd import SshServer, generate_key
 
@@ -38,6 +39,24 @@ def tiny_model_b() -> Path:
 def tiny_split_model() -> Path:
     """First part of a model split into three GGUF files."""
     return models.ensure_model(models.TINY_SPLIT)
+
+
+@pytest.fixture(scope="session")
+def fit_small_model():
+    """A tiny model with a long trained context, for context-fit searches."""
+    return fit_model(FIT_SMALL)
+
+
+@pytest.fixture(scope="session")
+def fit_large_model():
+    """Like fit_small_model, larger: a search on it meets the memory limit."""
+    return fit_model(FIT_LARGE)
+
+
+@pytest.fixture(scope="session")
+def fitp_bin(llama_bin):
+    """llama-fit-params from the CPU build."""
+    return llama_bin / "llama-fit-params"
 
 
 @pytest.fixture(scope="session")

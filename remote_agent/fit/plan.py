@@ -5,7 +5,7 @@ call, without launching anything (the supervisor launches).
 header formula), the budget (an explicit one, the engine's address-space limit on the CPU stand-in,
 else nvidia-smi) and a remembered result, and returns a FitResult whose ctx the supervisor starts.
 The full loop (recompute after an OOM, one probe upward) runs when a `try_ctx` is given: the
-daemon's comes from remote_agent/supervisor_fit.py (it starts the engine through the supervisor),
+daemon's comes from remote_agent/engine/fit_launch.py (it starts the engine through the supervisor),
 with the budget and run configuration from fit/agent_fit.py.
 """
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,7 +26,7 @@ def llama_bin_dir() -> Path:
     out = subprocess.run(
         [str(REPO / "scripts" / "build-llama-server.sh")],
         check=True, stdout=subprocess.PIPE, text=True,
-        env={**os.environ, "LLAMA_CPP_PYTHON_VERSION": LLAMA_CPP_PYTHON_VERSION},
+        env={**os.environ, "LLAMA_CPP_PYTHON_VERSION": LLAMA_CPP_PYTHON_VERSION, "PYTHON": sys.executable},
     ).stdout
     return Path(out.strip().splitlines()[-1])
 

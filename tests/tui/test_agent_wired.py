@@ -25,7 +25,7 @@ from podtui.tui.provider_services import ProviderServices
 from podtui.tui.screens.logs import LogsScreen
 from podtui.tui.screens.swap import SwapDialog
 from podtui.tui.widgets.pod_table import PodTable
-from tests.agent.harness import DaemonProcess
+from tests.testbed.agent_daemon import DaemonProcess
 from tests.providers.boot_logs import real_boot_log
 from tests.providers.conftest import API_KEY, make_provider
 from tests.testbed.procs import free_port

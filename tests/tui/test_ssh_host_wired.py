@@ -17,7 +17,7 @@ from podtui.tui.app import build_app
 from podtui.tui.screens.logs import LogsScreen
 from podtui.tui.screens.swap import SwapDialog
 from podtui.tui.widgets.pod_table import PodTable
-from tests.agent.harness import DaemonProcess
+from tests.testbed.agent_daemon import DaemonProcess
 from tests.tui.helpers import shown
 
 pytestmark = pytest.mark.timeout(180)

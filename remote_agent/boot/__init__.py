@@ -1,0 +1,202 @@
+"""`remote-agent boot`, the image's entrypoint: host keys, printed fingerprints, sshd, the daemon.
+
+Order: host keys on the volume (generated only when missing) → PUBLIC_KEY into authorized_keys →
+sshd (config checked with `sshd -t` first) → the printed host-key block (contract A) and the exact
+`podtui tunnel` / `ssh -N -L` commands → the agent daemon → the idle auto-stop watcher.
+Then it supervises: SIGTERM (Runpod stop) stops the daemon and sshd and exits 0.
+
+Never crash-loop (seed 000 Q6): Runpod restarts a container that exits, which hides why it failed.
+On an unrecoverable error boot prints the problem and what to do, then stays up — sshd keeps
+running when it was started, so you can log in and look — until the pod is stopped.
+`--exit-on-error` exits 1 instead (tests, local use). `--dry-run`/DRYRUN prints every step and
+changes nothing. Standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import threading
+
+from remote_agent import __version__
+from remote_agent.child_env import SECRET_ENV
+from remote_agent.boot.config import (
+    BootConfig,
+    BootConfigError,
+    add_boot_arguments,
+    config_from,
+    truthy,
+)
+from remote_agent.boot.steps import (
+    BootError,
+    Reporter,
+    ensure_host_keys,
+    install_public_keys,
+    print_connect_info,
+    start_daemon,
+    start_sshd,
+)
+from remote_agent.idle import DownloadProbe, EngineProbe, IdleWatcher, SshSessionProbe, stop_pod
+
+SUPERVISE_POLL_S = 0.5
+WARN_AHEAD_UNITS = 5  # warn 5 minutes (units) before the idle stop
+
+
+def _stop_child(proc: subprocess.Popen | None, grace: float = 10.0) -> None:
+    """SIGTERM the child's own process group (started with start_new_session), then SIGKILL."""
+    if proc is None or proc.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+class Boot:
+    def __init__(self, cfg: BootConfig, rep: Reporter) -> None:
+        self.cfg = cfg
+        self.rep = rep
+        self.shutdown = threading.Event()
+        self.sshd: subprocess.Popen | None = None
+        self.daemon: subprocess.Popen | None = None
+        self.idle_thread: threading.Thread | None = None
+
+    # -- steps --
+    def start(self) -> None:
+        cfg, rep = self.cfg, self.rep
+        rep.step(f"remote-agent {__version__} boot{' (dry run: nothing is changed)' if cfg.dry_run else ''}"
+                 f"; pod {cfg.pod_id}")
+        keys = ensure_host_keys(cfg, rep)
+        install_public_keys(cfg, rep)
+        self.sshd = start_sshd(cfg, rep)
+        print_connect_info(cfg, rep, keys)
+        self.daemon = start_daemon(cfg, rep)
+        self.start_idle_watcher()
+
+    def start_idle_watcher(self) -> None:
+        cfg, rep = self.cfg, self.rep
+        if cfg.idle_stop_minutes is None:
+            rep.step("idle auto-stop is off (set IDLE_STOP_MINUTES to stop an unused pod)")
+            return
+        missing = [n for n, v in (("RUNPOD_POD_ID", cfg.on_runpod), ("RUNPOD_API_KEY", cfg.runpod_api_key)) if not v]
+        if missing:
+            rep.warn(f"IDLE_STOP_MINUTES is set but {' and '.join(missing)} is not: idle auto-stop "
+                     "is OFF (Runpod injects both into its pods; outside Runpod stop the host yourself)")
+            return
+        unit = cfg.idle_unit_s
+        limit_s = cfg.idle_stop_minutes * unit
+        if cfg.dry_run:
+            rep.would(f"stop this pod through POST {cfg.runpod_api_url}/v2/pods/{cfg.pod_id}/action "
+                      f"after {cfg.idle_stop_minutes:g} idle minute(s)")
+            return
+        watcher = IdleWatcher(
+            limit_s,
+            [EngineProbe(cfg.engine_port), SshSessionProbe(cfg.sshd_port), DownloadProbe(cfg.models_dir)],
+            stop=lambda: stop_pod(cfg.runpod_api_url, cfg.pod_id, cfg.runpod_api_key or ""),
+            log=rep.raw,
+            warn_ahead_s=WARN_AHEAD_UNITS * unit,
+            poll_s=min(15.0, max(0.05, unit / 4)),
+            retry_s=unit,
+        )
+        rep.step(f"idle auto-stop is on: this pod stops itself after {cfg.idle_stop_minutes:g} "
+                 "minute(s) without engine requests, SSH sessions or downloads")
+        self.idle_thread = threading.Thread(target=watcher.run, args=(self.shutdown,),
+                                            name="idle-watcher", daemon=True)
+        self.idle_thread.start()
+
+    # -- lifetime --
+    def supervise(self) -> BootError | None:
+        """Wait until shutdown (→ None) or a child dies (→ the error to report)."""
+        while not self.shutdown.wait(SUPERVISE_POLL_S):
+            if self.sshd is not None and self.sshd.poll() is not None:
+                return BootError(f"sshd exited with code {self.sshd.returncode}; nobody can log in",
+                                 "read sshd's lines above; stop the pod, fix the cause, start it again")
+            if self.daemon is not None and self.daemon.poll() is not None:
+                return BootError(
+                    f"the agent daemon exited with code {self.daemon.returncode}",
+                    "sshd is still up: log in with the ssh command above and run "
+                    "`remote-agent daemon` by hand to see why; it is not restarted automatically "
+                    "so the cause stays visible; stop the pod when done",
+                )
+        return None
+
+    def hold(self) -> None:
+        self.rep.step("staying up so you can log in and look (an exiting container would be "
+                      "restarted by Runpod in a loop); stop the pod when you are done")
+        self.shutdown.wait()
+
+    def stop_children(self) -> None:
+        self.shutdown.set()
+        _stop_child(self.daemon)
+        _stop_child(self.sshd)
+
+    def report(self, error: BootError) -> None:
+        self.rep.raw(f"[boot] ERROR: {error.problem}")
+        self.rep.raw(f"[boot] what to do: {error.fix}")
+
+
+def run(cfg: BootConfig, rep: Reporter) -> int:
+    boot = Boot(cfg, rep)
+
+    def on_signal(signum, _frame) -> None:
+        rep.step(f"received {signal.Signals(signum).name}: stopping the daemon and sshd")
+        boot.shutdown.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    try:
+        boot.start()
+    except BootError as error:
+        boot.report(error)
+        return finish_failed(boot)
+    if cfg.dry_run:
+        rep.step("dry run complete: nothing was changed")
+        if cfg.dry_run_from_env and not cfg.exit_on_error:
+            boot.hold()  # DRYRUN in a pod: exiting would make Runpod restart it over and over
+        return 0
+    error = boot.supervise()
+    if error is None:
+        boot.stop_children()
+        return 0
+    boot.report(error)
+    return finish_failed(boot)
+
+
+def finish_failed(boot: Boot) -> int:
+    if boot.cfg.exit_on_error:
+        boot.stop_children()
+        return 1
+    boot.hold()
+    boot.stop_children()
+    return 1
+
+
+def main_from_args(args: argparse.Namespace) -> int:
+    """Entry from cli.py: build the configuration, report bad input clearly, run."""
+    try:
+        cfg = config_from(args)
+    except BootConfigError as exc:
+        rep = Reporter([os.environ.get(n, "") for n in SECRET_ENV])
+        rep.raw(f"[boot] ERROR: {exc}")
+        if args.exit_on_error or args.dry_run or truthy(os.environ.get("REMOTE_AGENT_BOOT_EXIT_ON_ERROR")):
+            return 2
+        rep.step("staying up so the pod does not restart in a loop; fix the variable in the "
+                 "pod's settings and restart it")
+        threading.Event().wait()
+        return 2
+    return run(cfg, Reporter(cfg.secrets))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m remote_agent.boot` (same as `remote-agent boot`; see boot/__main__.py)."""
+    parser = argparse.ArgumentParser(prog="remote-agent boot")
+    add_boot_arguments(parser)
+    raise SystemExit(main_from_args(parser.parse_args(argv)))

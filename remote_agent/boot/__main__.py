@@ -1,0 +1,4 @@
+from remote_agent.boot import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""What every engine adapter provides: its command line, its health check, whether it is busy,
+and how to read a failure from its exit status and its last log lines."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+# Failure kinds (the `kind` of status.last_error and the `code` of a failed engine request).
+OOM = "oom"
+BAD_MODEL = "bad_model"
+PORT_IN_USE = "port_in_use"
+MISSING_BINARY = "missing_binary"
+CRASHED = "crashed"
+HEALTH_TIMEOUT = "health_timeout"
+FAILURE_KINDS = (OOM, BAD_MODEL, PORT_IN_USE, MISSING_BINARY, CRASHED, HEALTH_TIMEOUT)
+
+ENGINE_HOST = "127.0.0.1"  # engines listen on loopback only: they are reached through the SSH tunnel
+
+
+class EngineFailure(Exception):
+    """An engine that would not start or stopped serving; `kind` is one of FAILURE_KINDS."""
+
+    def __init__(self, kind: str, message: str, log_tail: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.log_tail = log_tail or []
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "message": self.message}
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """One way to run an engine; persisted as the last good config."""
+
+    engine: str
+    model: str  # what the user asked for (MODEL form)
+    model_path: str  # the GGUF file handed to the engine
+    port: int
+    ctx: int | None = None
+    args: tuple[str, ...] = ()
+    gpu_layers: int | None = None
+    parallel: int | None = None
+    batch_size: int | None = None
+    ubatch_size: int | None = None
+    max_tokens: int | None = None  # default reply length (--n-predict, koboldcpp --defaultgenamt)
+    # Flags the context fit adds after ARGS (its own fit off, cache types, slots) so the engine
+    # runs exactly the memory configuration that was estimated; kept with the persisted config.
+    fit_args: tuple[str, ...] = ()
+    # A pending context-fit search (engine.ctx.FitRequest): the supervisor replaces it by a ctx.
+    fit: object | None = field(default=None, compare=False)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data.pop("fit", None)  # only resolved configs (a number as ctx) are persisted
+        data["args"] = list(self.args)
+        data["fit_args"] = list(self.fit_args)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "EngineConfig":
+        known = {f for f in cls.__dataclass_fields__} - {"fit"}
+        values = {k: v for k, v in data.items() if k in known}
+        values["args"] = tuple(values.get("args") or ())
+        values["fit_args"] = tuple(values.get("fit_args") or ())
+        return cls(**values)
+
+
+@dataclass
+class FailurePatterns:
+    """Log-line patterns per failure kind, checked in this order (OOM first: an out-of-memory
+    start also ends with llama.cpp's generic "model loading error")."""
+
+    oom: list[str] = field(default_factory=list)
+    port_in_use: list[str] = field(default_factory=list)
+    bad_model: list[str] = field(default_factory=list)
+
+    def compiled(self) -> list[tuple[str, re.Pattern]]:
+        return [(kind, re.compile("|".join(patterns), re.IGNORECASE))
+                for kind, patterns in ((OOM, self.oom), (PORT_IN_USE, self.port_in_use), (BAD_MODEL, self.bad_model))
+                if patterns]
+
+
+# llama.cpp's own lines, shared by every engine built on ggml (koboldcpp included).
+GGML_OOM = [
+    r"insufficient memory", r"failed to allocate", r"out of memory", r"cudaMalloc failed",
+    r"unable to allocate", r"std::bad_alloc", r"CUDA error: out of memory",
+]
+
+
+class EngineAdapter(ABC):
+    name: str
+    binary: str
+    patterns: FailurePatterns
+
+    def __init__(self) -> None:
+        self._compiled = self.patterns.compiled()
+
+    def binary_path(self, bin_dir: Path | None) -> str:
+        """The executable, from bin_dir when given, else PATH; raises missing_binary."""
+        if bin_dir is not None:
+            candidate = Path(bin_dir) / self.binary
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return str(candidate)
+            where = f"{bin_dir}"
+        else:
+            found = shutil.which(self.binary)
+            if found:
+                return found
+            where = "PATH"
+        raise EngineFailure(MISSING_BINARY, f"{self.binary} was not found in {where}; install it or point "
+                            "--engine-bin-dir / REMOTE_AGENT_ENGINE_BIN_DIR at the folder that holds it")
+
+    @abstractmethod
+    def command(self, config: EngineConfig, bin_dir: Path | None) -> list[str]:
+        """The full command line (ARGS, then the fit's flags, last, so they win where the engine allows it)."""
+
+    def fit_flags(self, run_config) -> list[str]:
+        """Flags that pin the memory configuration a context fit estimated (fit.estimate.RunConfig)."""
+        return []
+
+    health_path: str = "/health"
+
+    def is_healthy(self, status: int, body: bytes) -> bool:
+        return status == 200
+
+    busy_path: str | None = None
+
+    def is_busy(self, status: int, body: bytes) -> bool | None:
+        """Whether requests are in flight, from the busy_path answer; None when it cannot tell."""
+        return None
+
+    def classify(self, returncode: int | None, log_lines: list[str]) -> EngineFailure:
+        text = "\n".join(log_lines)
+        for kind, pattern in self._compiled:
+            match = pattern.search(text)
+            if match:
+                line = next((l for l in log_lines if pattern.search(l)), match.group(0))
+                return EngineFailure(kind, f"{self.name} {describe_exit(returncode)}: {line.strip()}"
+                                     f"{FIXES[kind]}", log_lines[-20:])
+        last = next((l.strip() for l in reversed(log_lines) if l.strip()), "no output")
+        return EngineFailure(CRASHED, f"{self.name} {describe_exit(returncode)}; last line: {last}", log_lines[-20:])
+
+
+FIXES = {
+    OOM: " — not enough (GPU) memory: lower the context (ctx / CTX), offload fewer layers, or pick a smaller quant",
+    PORT_IN_USE: " — another process holds the engine port: stop it or set PORT",
+    BAD_MODEL: " — the model file is not a loadable GGUF: download it again or pick another",
+}
+
+
+def describe_exit(returncode: int | None) -> str:
+    if returncode is None:
+        return "failed"
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"was killed by {name}"
+    return f"exited with code {returncode}"
+
+
+def optional_flag(flag: str, value: int | None) -> list[str]:
+    return [] if value is None else [flag, str(value)]

@@ -1,0 +1,58 @@
+"""koboldcpp, launched with seed 000's flags; health from its KoboldAI API (`/api/v1/model`).
+
+No koboldcpp binary can be installed on the test machine: the tests check this adapter's command
+line and run it against a stand-in process that serves the same endpoints.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from remote_agent.engine.adapters.base import (
+    ENGINE_HOST, GGML_OOM, EngineAdapter, EngineConfig, FailurePatterns, optional_flag)
+
+DEFAULT_GPU_LAYERS = 999  # seed 000: offload everything
+
+
+class KoboldCppAdapter(EngineAdapter):
+    name = "koboldcpp"
+    binary = "koboldcpp"
+    patterns = FailurePatterns(
+        oom=GGML_OOM,
+        port_in_use=[r"address already in use", r"Errno 98"],
+        bad_model=[r"invalid magic", r"failed to load model", r"error loading model", r"Cannot find model file",
+                   r"could not load", r"unknown model", r"gguf_init_from_file"],
+    )
+    health_path = "/api/v1/model"  # {"result": "koboldcpp/<name>"} once the model is loaded
+    busy_path = "/api/extra/perf"  # {"idle": 1|0, "queue": n, ...}
+
+    def command(self, config: EngineConfig, bin_dir: Path | None) -> list[str]:
+        gpu_layers = DEFAULT_GPU_LAYERS if config.gpu_layers is None else config.gpu_layers
+        return [
+            self.binary_path(bin_dir), "--model", config.model_path,
+            *optional_flag("--contextsize", config.ctx),
+            "--host", ENGINE_HOST, "--port", str(config.port),
+            "--gpulayers", str(gpu_layers),
+            "--usecublas", "mmq", "--flashattention", "--ignoremissing", "--skiplauncher",
+            *optional_flag("--blasbatchsize", config.batch_size),
+            *optional_flag("--defaultgenamt", config.max_tokens),   # MAX_TOKENS (seed 004)
+            *config.args, *config.fit_args,
+        ]
+
+    def is_healthy(self, status: int, body: bytes) -> bool:
+        if status != 200:
+            return False
+        try:
+            return bool(json.loads(body).get("result"))
+        except (ValueError, AttributeError):
+            return False
+
+    def is_busy(self, status: int, body: bytes) -> bool | None:
+        if status != 200:
+            return None
+        try:
+            perf = json.loads(body)
+            return not perf.get("idle", 1) or bool(perf.get("queue", 0))
+        except (ValueError, AttributeError):
+            return None

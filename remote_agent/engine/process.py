@@ -1,0 +1,169 @@
+"""One live engine process: spawn it in its own process group, pump its output into the log
+buffer, wait for health, and stop it (SIGTERM the group, grace period, SIGKILL the group)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import resource
+import signal
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from remote_agent.child_env import without_secrets
+from remote_agent.engine.adapters.base import (
+    HEALTH_TIMEOUT, MISSING_BINARY, PORT_IN_USE, EngineAdapter, EngineConfig, EngineFailure)
+from remote_agent.engine.httpget import http_get, port_is_open
+from remote_agent.engine.logbuf import LogBuffer
+
+TAIL_LINES = 200  # kept per process to classify its failure
+log = logging.getLogger("remote_agent.engine")
+
+
+@dataclass
+class EngineProcess:
+    config: EngineConfig
+    adapter: EngineAdapter
+    proc: asyncio.subprocess.Process
+    generation: int
+    started_at: float = field(default_factory=time.monotonic)
+    ready_at: float | None = None
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
+    pump: asyncio.Task | None = None
+    exited: asyncio.Task | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def failure(self) -> EngineFailure:
+        return self.adapter.classify(self.proc.returncode, list(self.tail))
+
+
+def _limiter(limit_bytes: int | None, stack_bytes: int | None = None):
+    if not limit_bytes and not stack_bytes:
+        return None
+
+    def apply() -> None:  # runs in the child before exec: the CPU stand-in for a GPU's memory
+        if stack_bytes:  # glibc sizes thread stacks from it; RLIMIT_AS counts every reserved stack
+            resource.setrlimit(resource.RLIMIT_STACK, (stack_bytes, stack_bytes))
+        if limit_bytes:
+            resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
+
+    return apply
+
+
+def vm_peak_bytes(pid: int) -> int | None:
+    """The process's peak virtual size (what RLIMIT_AS limits), or None where /proc cannot tell."""
+    try:
+        for line in open(f"/proc/{pid}/status").read().splitlines():
+            if line.startswith("VmPeak:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+async def spawn(config: EngineConfig, adapter: EngineAdapter, generation: int, logbuf: LogBuffer, *,
+                bin_dir, address_space_limit: int | None, stack_limit: int | None = None) -> EngineProcess:
+    command = adapter.command(config, bin_dir)  # raises missing_binary
+    if await port_is_open(config.port):
+        raise EngineFailure(PORT_IN_USE, f"something already listens on 127.0.0.1:{config.port}, the engine "
+                            "port — stop that process or set PORT to a free port")
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT, start_new_session=True, env=without_secrets(),
+            preexec_fn=_limiter(address_space_limit, stack_limit))
+    except (FileNotFoundError, PermissionError) as exc:
+        raise EngineFailure(MISSING_BINARY, f"cannot run {command[0]}: {exc.strerror}; install {adapter.binary} "
+                            "or point --engine-bin-dir at it") from None
+    log.info("started %s (pid %d): %s", adapter.name, proc.pid, " ".join(command))
+    engine = EngineProcess(config, adapter, proc, generation)
+    engine.pump = asyncio.create_task(_pump_output(proc.stdout, engine.tail, logbuf))
+    engine.exited = asyncio.create_task(proc.wait())
+    return engine
+
+
+async def _pump_output(stream: asyncio.StreamReader, tail: deque, logbuf: LogBuffer) -> None:
+    """Engine output → log buffer. Overlong lines arrive in chunks; the engine never waits on a reader."""
+    while True:
+        try:
+            raw = await stream.readuntil(b"\n")
+        except asyncio.IncompleteReadError as exc:
+            raw = exc.partial
+            if not raw:
+                return
+        except asyncio.LimitOverrunError as exc:
+            raw = await stream.read(exc.consumed)
+        except (OSError, ValueError):
+            return
+        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        tail.append(line)
+        logbuf.append("engine", line)
+
+
+async def _settle_output(engine: EngineProcess) -> None:
+    if engine.pump is not None:
+        try:
+            await asyncio.wait_for(asyncio.shield(engine.pump), 2.0)
+        except (asyncio.TimeoutError, Exception):
+            pass
+
+
+async def wait_healthy(engine: EngineProcess, timeout: float, interval: float = 0.1) -> None:
+    """Poll the adapter's health endpoint until it answers ready; fail early when the process exits."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    port = engine.config.port
+    while True:
+        await asyncio.wait({engine.exited}, timeout=interval)
+        if engine.exited.done():
+            await _settle_output(engine)
+            raise engine.failure()
+        try:
+            status, body = await http_get(port, engine.adapter.health_path, timeout=1.0)
+            if engine.adapter.is_healthy(status, body):
+                engine.ready_at = time.monotonic()
+                return
+        except (OSError, asyncio.TimeoutError):
+            pass
+        if loop.time() > deadline:
+            await terminate(engine, grace=2.0)
+            raise EngineFailure(HEALTH_TIMEOUT, f"{engine.adapter.name} did not answer {engine.adapter.health_path} "
+                                f"as ready within {timeout:.0f}s; it was stopped — look at `logs.tail` for why, "
+                                "or raise the health timeout for very large models", list(engine.tail)[-20:])
+
+
+async def terminate(engine: EngineProcess, grace: float) -> None:
+    """SIGTERM the engine's process group, wait `grace`, then SIGKILL the group."""
+    pgid = engine.proc.pid  # start_new_session: the engine leads its own group
+    if not engine.exited.done():
+        _signal_group(pgid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(asyncio.shield(engine.exited), grace)
+        except asyncio.TimeoutError:
+            log.warning("%s (pid %d) ignored SIGTERM for %.0fs; sending SIGKILL", engine.adapter.name, pgid, grace)
+    _signal_group(pgid, signal.SIGKILL)  # also reaps helpers the engine may have left in its group
+    await asyncio.shield(engine.exited)
+    await _settle_output(engine)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+async def is_busy(engine: EngineProcess) -> bool | None:
+    """Whether the engine has requests in flight (None: the engine cannot tell us)."""
+    if engine.adapter.busy_path is None:
+        return None
+    try:
+        status, body = await http_get(engine.config.port, engine.adapter.busy_path, timeout=1.0)
+    except (OSError, asyncio.TimeoutError):
+        return None
+    return engine.adapter.is_busy(status, body)

@@ -1,0 +1,330 @@
+"""EngineSupervisor: the one owner of the engine's state.
+
+Every change goes through one asyncio task reading a queue (user commands, crash notices, due
+restarts), so nobody checks a stale state and then acts on it. States: stopped → starting → ready
+→ stopping, plus failed (a restart may be due) and paused (repeated failures: it waits for a person
+instead of crash-looping, seed 000 Q6).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from remote_agent.engine import process as engine_process
+from remote_agent.engine.adapters import adapter_for
+from remote_agent.engine.adapters.base import BAD_MODEL, MISSING_BINARY, OOM, EngineConfig, EngineFailure
+from remote_agent.engine.logbuf import LogBuffer
+
+STOPPED, STARTING, READY, STOPPING, FAILED, PAUSED = "stopped", "starting", "ready", "stopping", "failed", "paused"
+NOT_RETRIED = (BAD_MODEL, MISSING_BINARY)  # the same config fails the same way: pause at once
+
+Emit = Callable[[str, dict], None]
+log = logging.getLogger("remote_agent.supervisor")
+
+
+def _no_emit(kind: str, data: dict) -> None:
+    pass
+
+
+@dataclass
+class Timings:
+    health_timeout: float = 600.0  # a 70B model from a network volume can take minutes
+    health_interval: float = 0.1
+    stop_grace: float = 10.0
+    drain_timeout: float = 60.0
+    restart_backoff: float = 1.0  # doubles per failure in a row, capped at max_backoff
+    max_backoff: float = 30.0
+    max_restarts: int = 3  # failures in a row beyond this → paused
+    stable_after: float = 60.0  # ready this long: earlier failures are forgiven
+
+
+@dataclass
+class _Command:
+    name: str
+    config: EngineConfig | None = None
+    emit: Emit = _no_emit
+    token: int = 0
+    failure: EngineFailure | None = None
+    future: asyncio.Future | None = None
+
+
+class NothingFits(EngineFailure):
+    """Not even the smallest context fits the memory: retrying cannot help, so the engine pauses."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(OOM, message)
+
+
+class EngineSupervisor:
+    def __init__(self, logbuf: LogBuffer, *, bin_dir: Path | None = None, address_space_limit: int | None = None,
+                 timings: Timings | None = None, on_ready: Callable[[EngineConfig], None] = lambda c: None,
+                 on_stopped: Callable[[], None] = lambda: None, stack_limit: int | None = None,
+                 fitter=None) -> None:
+        self.logbuf = logbuf
+        self.bin_dir = bin_dir
+        self.address_space_limit = address_space_limit
+        self.stack_limit = stack_limit
+        self.fitter = fitter  # fit.agent_fit.AgentFitter: runs `ctx auto` searches (supervisor_fit.py)
+        self.last_fit: dict | None = None  # the last search's summary (fit.search's answer)
+        self._failed_tail: list[str] = []  # the whole output tail of the last launch that failed
+        self.timings = timings or Timings()
+        self._on_ready = on_ready
+        self._on_stopped = on_stopped
+        self._queue: asyncio.Queue[_Command] = asyncio.Queue()
+        self.state = STOPPED
+        self.config: EngineConfig | None = None  # running, or the one last tried
+        self.last_error: EngineFailure | None = None
+        self._engine: engine_process.EngineProcess | None = None
+        self._generation = 0
+        self._token = 0  # bumped by every user command: restarts scheduled before it become stale
+        self._failures = 0
+        self._restart_at: float | None = None
+        self._emit: Emit = _no_emit
+
+    # ---- what other tasks call -------------------------------------------------------------
+    async def start(self, config: EngineConfig, emit: Emit = _no_emit) -> None:
+        await self._submit(_Command("start", config, emit))
+
+    async def swap(self, config: EngineConfig, emit: Emit = _no_emit) -> None:
+        await self._submit(_Command("swap", config, emit))
+
+    async def stop(self, emit: Emit = _no_emit) -> None:
+        await self._submit(_Command("stop", emit=emit))
+
+    async def autostart(self, config: EngineConfig) -> None:
+        """Start at daemon boot: failures are retried with backoff, then paused (nobody is watching)."""
+        await self._submit(_Command("autostart", config))
+
+    async def report_failure(self, failure: EngineFailure) -> None:
+        """A failure before any engine ran (e.g. the boot model could not be fetched)."""
+        await self._submit(_Command("report", failure=failure))
+
+    async def shutdown(self) -> None:
+        """Stop the engine for a daemon exit; the persisted config stays, so a restart restores it."""
+        await self._submit(_Command("shutdown"))
+
+    def snapshot(self) -> dict[str, Any]:
+        engine = self._engine
+        config = self.config if self.state != STOPPED else None  # a stopped engine serves no model
+        restart_in = None
+        if self.state == FAILED and self._restart_at is not None:
+            restart_in = max(0.0, round(self._restart_at - time.monotonic(), 3))
+        return {
+            "state": self.state,
+            "engine": config.engine if config else None,
+            "model": config.model if config else None,
+            "model_path": config.model_path if config else None,
+            "ctx": config.ctx if config else None,
+            "pid": engine.pid if engine else None,
+            "uptime_s": round(time.monotonic() - engine.ready_at, 3) if engine and engine.ready_at else None,
+            "last_error": self.last_error.to_dict() if self.last_error else None,
+            "restart_in_s": restart_in,
+        }
+
+    @property
+    def serving(self) -> EngineConfig | None:
+        return self._engine.config if self._engine and self.state == READY else None
+
+    async def _submit(self, command: _Command) -> None:
+        command.future = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(command)
+        await command.future
+
+    # ---- the owner task ----------------------------------------------------------------------
+    async def run(self) -> None:
+        while True:
+            command = await self._queue.get()
+            self._emit = command.emit
+            try:
+                await getattr(self, f"_on_{command.name}")(command)
+            except Exception as exc:  # handed to the caller; the owner itself keeps going
+                if command.future is not None and not command.future.done():
+                    command.future.set_exception(exc)
+                elif not isinstance(exc, EngineFailure):
+                    log.exception("supervisor: %s failed", command.name)
+            else:
+                if command.future is not None and not command.future.done():
+                    command.future.set_result(None)
+            finally:
+                self._emit = _no_emit
+            if command.name == "shutdown":
+                return
+
+    def _set_state(self, state: str, **extra) -> None:
+        if state != self.state:
+            log.info("engine %s → %s", self.state, state)
+        self.state = state
+        if state != FAILED:
+            self._restart_at = None
+        self._emit("state", {"state": state, **extra})
+
+    def _user_command(self) -> None:
+        self._token += 1
+        self._failures = 0
+
+    async def _launch(self, config: EngineConfig) -> None:
+        """Start config and wait for health; on failure the process is gone and EngineFailure raised."""
+        self.config = config
+        adapter = adapter_for(config.engine)
+        self._generation += 1
+        self._set_state(STARTING, model=config.model)
+        engine = await engine_process.spawn(config, adapter, self._generation, self.logbuf, bin_dir=self.bin_dir,
+                                            address_space_limit=self.address_space_limit,
+                                            stack_limit=self.stack_limit)
+        try:
+            await engine_process.wait_healthy(engine, self.timings.health_timeout, self.timings.health_interval)
+        except BaseException:
+            await engine_process.terminate(engine, grace=1.0)
+            self._failed_tail = list(engine.tail)  # the fit reads the failed allocation from it
+            raise
+        self._engine = engine
+        generation = engine.generation
+        engine.exited.add_done_callback(lambda task: self._queue.put_nowait(_Command("exited", token=generation)))
+        self._set_state(READY, model=config.model, pid=engine.pid)
+        log.info("%s ready on port %d with %s", config.engine, config.port, config.model)
+
+    async def _stop_engine(self) -> None:
+        engine, self._engine = self._engine, None  # its exit notice is now stale
+        if engine is None:
+            return
+        self._set_state(STOPPING)
+        await engine_process.terminate(engine, self.timings.stop_grace)
+        log.info("%s (pid %d) stopped", engine.adapter.name, engine.pid)
+
+    async def _launch_or_fit(self, config: EngineConfig) -> EngineConfig:
+        """Launch config; a pending `ctx auto` searches first and returns the config it left running."""
+        if config.fit is None:
+            await self._launch(config)
+            return config
+        from remote_agent.engine.fit_launch import fit_and_launch
+        return await fit_and_launch(self, config)
+
+    async def _on_start(self, command: _Command) -> None:
+        self._user_command()
+        await self._stop_engine()
+        try:
+            config = await self._launch_or_fit(command.config)
+        except EngineFailure as failure:
+            self._pause(failure) if isinstance(failure, NothingFits) else self._fail(failure)
+            raise
+        self.last_error = None
+        self._on_ready(config)
+
+    async def _on_stop(self, command: _Command) -> None:
+        self._user_command()
+        await self._stop_engine()
+        self._set_state(STOPPED)
+        self._on_stopped()
+
+    async def _on_shutdown(self, command: _Command) -> None:
+        self._token += 1
+        await self._stop_engine()
+        self._set_state(STOPPED)
+
+    async def _on_report(self, command: _Command) -> None:
+        if self._engine is None:
+            self._fail(command.failure)
+
+    async def _on_swap(self, command: _Command) -> None:
+        old = self.serving
+        if old is None:  # nothing serves, so nothing to drain or roll back to
+            return await self._on_start(command)
+        self._user_command()
+        await self._drain(self._engine)
+        await self._stop_engine()
+        try:
+            config = await self._launch_or_fit(command.config)
+        except EngineFailure as failure:
+            log.warning("swap to %s failed (%s); rolling back to %s", command.config.model, failure.kind, old.model)
+            self._emit("state", {"state": "rolling_back", "to": old.model})
+            try:
+                await self._launch(old)
+            except EngineFailure as second:
+                self._fail(failure)
+                raise EngineFailure(failure.kind, f"{failure.message}; rolling back to {old.model} failed too: "
+                                    f"{second.message}", failure.log_tail) from None
+            self.last_error = failure
+            raise EngineFailure(failure.kind, f"{failure.message}; rolled back to {old.model}, which keeps serving",
+                                failure.log_tail) from None
+        self.last_error = None
+        self._on_ready(config)
+
+    async def _drain(self, engine: engine_process.EngineProcess) -> None:
+        """Wait (bounded) until the engine has no request in flight, so a swap cuts nobody off."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timings.drain_timeout
+        announced = False
+        while await engine_process.is_busy(engine):
+            if not announced:
+                self._emit("progress", {"phase": "drain", "message": "waiting for in-flight requests to finish"})
+                announced = True
+            if loop.time() > deadline:
+                log.warning("requests still in flight after %.0fs; swapping anyway", self.timings.drain_timeout)
+                self._emit("progress", {"phase": "drain", "message": "drain timed out; in-flight requests are cut"})
+                return
+            await asyncio.sleep(0.1)
+
+    def _pause(self, failure: EngineFailure) -> None:
+        self.last_error = EngineFailure(failure.kind, f"{failure.message}; paused instead of crash-looping: pick a "
+                                        "smaller model or quant, or free memory, then engine.start or engine.swap")
+        log.error("engine paused: %s", self.last_error.message)
+        self._set_state(PAUSED, error=self.last_error.to_dict())
+
+    def _fail(self, failure: EngineFailure) -> None:
+        self.last_error = failure
+        log.error("engine failure (%s): %s", failure.kind, failure.message)
+        self._set_state(FAILED, error=failure.to_dict())
+
+    # ---- crashes and restarts ------------------------------------------------------------
+    async def _on_exited(self, command: _Command) -> None:
+        engine = self._engine
+        if engine is None or engine.generation != command.token:
+            return  # a process we stopped on purpose, or one already replaced
+        self._engine = None
+        await engine_process.terminate(engine, grace=0.5)  # reap leftovers of its group, settle output
+        if engine.ready_at is not None and time.monotonic() - engine.ready_at > self.timings.stable_after:
+            self._failures = 0
+        self._after_failure(engine.failure())
+
+    async def _on_autostart(self, command: _Command) -> None:
+        self._user_command()
+        await self._stop_engine()
+        self.config = command.config
+        await self._attempt_restart(self._token)
+
+    async def _on_restart(self, command: _Command) -> None:
+        if command.token == self._token and self._engine is None and self.config is not None:
+            await self._attempt_restart(command.token)
+
+    async def _attempt_restart(self, token: int) -> None:
+        try:
+            config = await self._launch_or_fit(self.config)
+        except EngineFailure as failure:
+            self._after_failure(failure)
+            return
+        self._on_ready(config)
+
+    def _after_failure(self, failure: EngineFailure) -> None:
+        if isinstance(failure, NothingFits):
+            return self._pause(failure)
+        self._failures += 1
+        self.last_error = failure
+        log.error("engine failure %d in a row (%s): %s", self._failures, failure.kind, failure.message)
+        if failure.kind in NOT_RETRIED or self._failures > self.timings.max_restarts:
+            reason = (f"paused after {self._failures} failure(s) in a row instead of crash-looping; last: "
+                      f"{failure.message}. Fix the cause, then engine.start or engine.swap")
+            self.last_error = EngineFailure(failure.kind, reason, failure.log_tail)
+            self._set_state(PAUSED, error=self.last_error.to_dict())
+            return
+        delay = min(self.timings.restart_backoff * 2 ** (self._failures - 1), self.timings.max_backoff)
+        self._set_state(FAILED, error=failure.to_dict(), restart_in_s=delay)
+        self._restart_at = time.monotonic() + delay
+        token = self._token
+        asyncio.get_running_loop().call_later(
+            delay, lambda: self._queue.put_nowait(_Command("restart", token=token)))

@@ -1,0 +1,251 @@
+"""The agent's methods: status, engine start/stop/swap, models, logs. The daemon module owns the
+socket; this module owns what each request does."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shlex
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from remote_agent import __version__
+from remote_agent.engine.ctx import FitRequest, choose_ctx, parse_ctx
+from remote_agent.engine.adapters.base import EngineConfig, EngineFailure
+from remote_agent.fit.agent_fit import AgentFitter, FitSettings
+from remote_agent.fit.budget import BudgetError, EngineOverhead
+from remote_agent.idle import DownloadProbe, EngineProbe, IdleWatcher
+from remote_agent.engine.logbuf import SOURCES, LogBuffer
+from remote_agent.server.settings import AgentSettings
+from remote_agent.server.state import StateStore
+from remote_agent.server.status import cached_gpus, disk_free_bytes
+from remote_agent.engine.supervisor import EngineSupervisor
+
+Emit = Callable[[str, dict], None]
+PROGRESS_INTERVAL_S = 0.1  # download progress is merged to at most ten events a second
+log = logging.getLogger("remote_agent.agent")
+
+
+class RequestError(Exception):
+    """A request the agent refuses; `code` goes on the wire."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Agent:
+    def __init__(self, settings: AgentSettings, logbuf: LogBuffer) -> None:
+        self.settings = settings
+        self.logbuf = logbuf
+        self.state = StateStore(settings.state_dir)
+        self.fitter = AgentFitter(FitSettings(
+            settings.bin_dir, settings.state_dir, settings.memory_budget, settings.address_space_limit,
+            EngineOverhead(*settings.engine_overhead)))
+        self.supervisor = EngineSupervisor(
+            logbuf, bin_dir=settings.bin_dir, address_space_limit=settings.address_space_limit,
+            timings=settings.timings, on_ready=self._remember_good, on_stopped=self._remember_stopped,
+            stack_limit=settings.engine_stack_limit, fitter=self.fitter)
+        self.activity: IdleWatcher | None = None  # set by start_activity_clock
+
+    def start_activity_clock(self, done: threading.Event) -> None:
+        """Measure idleness (no engine request, no download) for `status.idle_s`, in a thread: the
+        probes do blocking HTTP and directory walks that must not hold up the daemon's loop."""
+        def run() -> None:
+            self.activity = IdleWatcher.tracking(
+                [EngineProbe(self.settings.port), DownloadProbe(self.settings.models_dir)],
+                poll_s=self.settings.idle_poll_s)
+            self.activity.run(done)
+
+        threading.Thread(target=run, name="activity-clock", daemon=True).start()
+
+    # ---- persistence -------------------------------------------------------------------------
+    def _remember_good(self, config: EngineConfig) -> None:
+        self.state.save({"last_good": config.to_dict(), "running": True, "boot_model": self.settings.model})
+        try:
+            from remote_agent.models import store
+            store.mark_used(Path(config.model_path))
+        except Exception as exc:  # a usage timestamp is not worth failing a start over
+            log.warning("could not record last use of %s: %s", config.model_path, exc)
+
+    def _remember_stopped(self) -> None:
+        saved = self.state.load() or {}
+        self.state.save({**saved, "running": False, "boot_model": self.settings.model})
+
+    async def boot(self) -> None:
+        """At daemon start: restore the last good config, or start MODEL. A changed MODEL in the pod's
+        environment means the person asked for another model, so it wins over the saved one."""
+        saved = self.state.load()
+        if saved and saved.get("last_good") and saved.get("boot_model") == self.settings.model:
+            if not saved.get("running", True):
+                log.info("the engine was stopped on purpose before the daemon restarted; leaving it stopped")
+                return
+            config = EngineConfig.from_dict(saved["last_good"])
+            log.info("restoring the last good config: %s with %s", config.engine, config.model)
+            await self.supervisor.autostart(config)
+            return
+        if not self.settings.model:
+            log.info("no MODEL set and no saved config: waiting for engine.start")
+            return
+        log.info("starting MODEL=%s", self.settings.model)
+        try:
+            config = await self.engine_config({"model": self.settings.model}, self._log_boot_progress())
+        except (RequestError, EngineFailure) as exc:
+            await self.supervisor.report_failure(EngineFailure(getattr(exc, "code", "bad_model"), str(exc)))
+            return
+        except Exception as exc:  # ModelError and friends
+            code = getattr(exc, "code", "internal")
+            await self.supervisor.report_failure(EngineFailure(code, str(exc)))
+            return
+        await self.supervisor.autostart(config)
+
+    @staticmethod
+    def _log_boot_progress(every_s: float = 10.0) -> Emit:
+        """At boot nobody is connected: download progress goes to the agent log (the pod log)."""
+        last = [0.0]
+
+        def emit(kind: str, data: dict) -> None:
+            now = time.monotonic()
+            if kind == "progress" and data.get("phase") == "download" and now - last[0] >= every_s:
+                last[0] = now
+                total = data.get("total") or 0
+                share = f" ({100 * data.get('bytes', 0) / total:.0f}%)" if total else ""
+                log.info("downloading %s: %s bytes%s", data.get("file"), data.get("bytes"), share)
+
+        return emit
+
+    # ---- methods -------------------------------------------------------------------------------
+    async def status(self, params: dict, emit: Emit) -> dict:
+        gpus = await asyncio.to_thread(cached_gpus)
+        return {
+            **self.supervisor.snapshot(),
+            "port": self.settings.port,
+            "models_dir": str(self.settings.models_dir),
+            "disk_free_bytes": disk_free_bytes(self.settings.models_dir),
+            "version": __version__,
+            "gpus": gpus,
+            # seconds without an engine request or a download; null until the clock runs
+            "idle_s": round(self.activity.idle_s) if self.activity is not None else None,
+        }
+
+    async def engine_start(self, params: dict, emit: Emit) -> dict:
+        config = await self.engine_config(params, emit)
+        await self.supervisor.start(config, emit)
+        return {**await self.status({}, emit), **self._fit_field(config)}
+
+    async def engine_swap(self, params: dict, emit: Emit) -> dict:
+        started = time.monotonic()
+        config = await self.engine_config(params, emit)
+        await self.supervisor.swap(config, emit)
+        return {**await self.status({}, emit), "swap_s": round(time.monotonic() - started, 3),
+                **self._fit_field(config)}
+
+    async def fit_search(self, params: dict, emit: Emit) -> dict:
+        """Search the largest ctx for a model (the current one by default) and leave it serving."""
+        current = self.supervisor.config
+        cap = params.get("ctx_max")
+        if cap is None and isinstance(env := self._env_ctx_number(), int):
+            cap = env
+        request = FitRequest(ctx_cap=cap, fresh=bool(params.get("fresh")), cache_type=params.get("cache_type"),
+                             budget_bytes=params.get("budget_bytes"))
+        self._check_budget(request)
+        if params.get("model") is None and current is not None:
+            config = EngineConfig.from_dict({**current.to_dict(), "ctx": None, "fit_args": []})
+        else:
+            model = params.get("model") or self.settings.model
+            if not model:
+                raise RequestError("no_model", "fit.search needs a model: pass model, or start one first "
+                                   "(engine.start)")
+            config = await self.engine_config({"model": model}, emit, fit=request)
+        config = replace(config, ctx=None, fit=request)
+        started = time.monotonic()
+        await self.supervisor.swap(config, emit)
+        return {**(self.supervisor.last_fit or {}), "model": config.model, "state": self.supervisor.state,
+                "search_s": round(time.monotonic() - started, 3)}
+
+    def _fit_field(self, config: EngineConfig) -> dict:
+        return {"fit": self.supervisor.last_fit} if config.fit is not None else {}
+
+    def _env_ctx_number(self) -> int | str | None:
+        try:
+            return parse_ctx(self.settings.env_ctx)
+        except ValueError:
+            return None
+
+    def _check_budget(self, request: FitRequest) -> None:
+        """Before anything is stopped: `auto` needs a budget (a GPU, an explicit one, or the stand-in's)."""
+        try:
+            self.fitter.budget(request.budget_bytes)
+        except BudgetError as exc:
+            raise RequestError("no_budget", f"{exc}; or pass a number as ctx") from None
+
+    async def engine_stop(self, params: dict, emit: Emit) -> dict:
+        await self.supervisor.stop(emit)
+        return await self.status({}, emit)
+
+    async def models_list(self, params: dict, emit: Emit) -> list[dict]:
+        from remote_agent.models import store
+        return await asyncio.to_thread(store.list_models, self.settings.models_dir)
+
+    async def models_delete(self, params: dict, emit: Emit) -> dict:
+        from remote_agent.models import store
+        name = params["name"]
+        serving = self.supervisor.config if self.supervisor.state not in ("stopped",) else None
+        if serving is not None:
+            target = store.inside(self.settings.models_dir, name).resolve()
+            in_use = {p.resolve() for p in store.split_parts(Path(serving.model_path))}
+            if target in in_use:
+                raise RequestError("in_use", f"{name} is the engine's model ({serving.model}); swap to another "
+                                   "model or stop the engine before deleting it")
+        return await asyncio.to_thread(store.delete_model, self.settings.models_dir, name)
+
+    # ---- helpers -------------------------------------------------------------------------------
+    async def engine_config(self, params: dict, emit: Emit, fit: FitRequest | None = None) -> EngineConfig:
+        s = self.settings
+        engine = params.get("engine") or s.engine
+        model_path = await self.resolve(params["model"], emit)
+        ctx = fit or choose_ctx(params.get("ctx"), s.env_ctx, fresh=bool(params.get("fresh")))
+        fit = ctx if isinstance(ctx, FitRequest) else None
+        if fit is not None:
+            self._check_budget(fit)  # before anything is stopped
+        args = params.get("args")
+        if args is None:
+            args = s.args
+        elif isinstance(args, str):
+            args = shlex.split(args)
+        return EngineConfig(engine=engine, model=params["model"], model_path=str(model_path), port=s.port,
+                            ctx=None if fit else ctx,
+                            args=tuple(args), gpu_layers=s.gpu_layers, parallel=s.parallel,
+                            batch_size=s.batch_size, ubatch_size=s.ubatch_size, max_tokens=s.max_tokens,
+                            fit=fit)
+
+    async def resolve(self, text: str, emit: Emit) -> Path:
+        """The models package's resolve_model in a worker thread, its progress as events."""
+        from remote_agent.models import resolve_model
+
+        loop = asyncio.get_running_loop()
+        cancel = threading.Event()
+        last = [0.0]
+
+        def on_progress(data: dict) -> None:  # called in the worker thread
+            now = time.monotonic()
+            final = data.get("total") is not None and data.get("bytes") == data.get("total")
+            if final or now - last[0] >= PROGRESS_INTERVAL_S:
+                last[0] = now
+                loop.call_soon_threadsafe(emit, "progress", dict(data))
+
+        emit("progress", {"phase": "resolve", "model": text})
+        try:
+            return await asyncio.to_thread(resolve_model, text, self.settings.models_dir, token=self.settings.hf_token,
+                                           on_progress=on_progress, cancel=cancel)
+        except asyncio.CancelledError:
+            cancel.set()  # the download stops between chunks; its partial file is kept for a resume
+            raise
+
+    @staticmethod
+    def log_sources(source: str) -> frozenset[str]:
+        return frozenset(SOURCES) if source == "all" else frozenset({source})
