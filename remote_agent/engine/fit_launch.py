@@ -3,23 +3,25 @@ a `try_ctx` that really starts the engine.
 
 The search is synchronous (it runs llama-fit-params between launches), so it runs in a worker
 thread while the owner task awaits it; each `try_ctx(ctx)` hops back onto the event loop and
-starts the engine through the supervisor's own launch code. A launch that loads is left running:
-the search's last successful launch is the configuration that serves, never launched twice. An
-out-of-memory failure is reported with the failed allocation read from the engine's log
-(fit.oom.find_oom), so the search recomputes instead of halving.
+starts the engine through the supervisor's own launch code, handed in as callables
+(EngineControls): this module never imports the supervisor and never writes its state. A launch
+that loads is left running: the search's last successful launch is the configuration that serves,
+never launched twice. An out-of-memory failure is reported with the failed allocation read from
+the engine's log (fit.oom.find_oom), so the search recomputes instead of halving.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from remote_agent.engine import process as engine_process
 from remote_agent.engine.adapters import adapter_for
-from remote_agent.engine.adapters.base import OOM, EngineConfig, EngineFailure
-from remote_agent.fit.agent_fit import FitTarget, run_config, summary
+from remote_agent.engine.adapters.base import OOM, EngineConfig, EngineFailure, NothingFits
+from remote_agent.engine.process import vm_peak_bytes
+from remote_agent.fit.agent_fit import AgentFitter, FitTarget, run_config, summary
 from remote_agent.fit.budget import BudgetError
 from remote_agent.fit.estimate import EstimateError, FitParamsError
 from remote_agent.fit.gguf_meta import GGUFFormatError
@@ -31,19 +33,42 @@ FULL_OFFLOAD = 999  # every layer on the GPU: the fit is about context, never ab
 log = logging.getLogger("remote_agent.fit")
 
 
+@dataclass(frozen=True)
+class EngineControls:
+    """What the search may do to the engine, all owned by the supervisor (called on its loop).
+
+    launch(config): start config and wait until healthy; raises EngineFailure (the process is then gone).
+    stop(): stop the running engine, if any.
+    failed_tail(): the output lines of the last launch that failed.
+    serving(): the config of the engine that is ready now, or None.
+    engine_pid(): the pid of the running engine, or None.
+    emit(kind, data): a stream event to the requester.
+    """
+
+    launch: Callable[[EngineConfig], Awaitable[None]]
+    stop: Callable[[], Awaitable[None]]
+    failed_tail: Callable[[], list[str]]
+    serving: Callable[[], EngineConfig | None]
+    engine_pid: Callable[[], int | None]
+    emit: Callable[[str, dict], None]
+
+
 def target_of(config: EngineConfig) -> FitTarget:
+    """The fit's view of config: the model file and the engine settings that change its memory."""
     return FitTarget(Path(config.model_path), config.engine, config.args, config.parallel,
                      config.batch_size, config.ubatch_size)
 
 
-async def fit_and_launch(supervisor, config: EngineConfig) -> EngineConfig:
+async def fit_and_launch(config: EngineConfig, fitter: AgentFitter | None,
+                         engine: EngineControls) -> tuple[EngineConfig, dict]:
     """Search the ctx for config (a pending FitRequest in config.fit) and leave the result running.
 
-    Raises EngineFailure (the engine is then stopped), NothingFits when not even 256 tokens fit.
+    Returns (serving, last_fit): the config that now serves (fit resolved to a ctx and fit_args) and
+    the search's summary (fit.agent_fit.summary: fit.search's answer).
+    Raises EngineFailure (the engine is then stopped; code fit_error when the search could not run),
+    NothingFits when not even 256 tokens fit.
     """
-    from remote_agent.engine.supervisor import NothingFits
-
-    fitter, request = supervisor.fitter, config.fit
+    request = config.fit
     if fitter is None:
         raise EngineFailure(FIT_ERROR, "ctx auto is not available in this agent; pass a number as ctx")
     target = target_of(config)
@@ -55,54 +80,48 @@ async def fit_and_launch(supervisor, config: EngineConfig) -> EngineConfig:
     adapter = adapter_for(config.engine)
     base = replace(config, fit=None, ctx=None, gpu_layers=FULL_OFFLOAD, fit_args=tuple(adapter.fit_flags(cfg)))
     loop = asyncio.get_running_loop()
-    emit = supervisor._emit
+    emit = engine.emit
 
     def progress(data: dict) -> None:  # called in the search's thread
         log.info("fit: %s", data.get("message"))
         loop.call_soon_threadsafe(emit, "progress", dict(data))
 
     def try_ctx(ctx: int) -> LaunchOutcome:  # called in the search's thread
-        attempt = asyncio.run_coroutine_threadsafe(_try_ctx(supervisor, replace(base, ctx=ctx), fitter.on_cpu), loop)
+        attempt = asyncio.run_coroutine_threadsafe(_try_ctx(engine, replace(base, ctx=ctx), fitter.on_cpu), loop)
         return attempt.result()
 
     try:
         result = await asyncio.to_thread(fitter.search, target, cfg, ctx_cap=request.ctx_cap, fresh=request.fresh,
                                          budget=budget, try_ctx=try_ctx, on_progress=progress)
     except FitFailed as exc:
-        await _give_up(supervisor, config)
-        raise EngineFailure(exc.kind, f"ctx auto: {exc}", supervisor._failed_tail[-20:]) from None
+        await engine.stop()
+        raise EngineFailure(exc.kind, f"ctx auto: {exc}", engine.failed_tail()[-20:]) from None
     except (EstimateError, FitParamsError, GGUFFormatError, BudgetError, OSError) as exc:
-        await _give_up(supervisor, config)
+        await engine.stop()
         raise EngineFailure(FIT_ERROR, f"ctx auto could not estimate {target.model_path.name}: {exc}; "
                             "pass a number as ctx") from None
-    supervisor.last_fit = summary(result, budget)
-    serving = supervisor.serving
+    serving = engine.serving()
     if result.status != "fits":
-        await _give_up(supervisor, config)
+        await engine.stop()
         raise NothingFits(result.message)
     if serving is None:  # it loaded, then died before the search returned
-        await _give_up(supervisor, config)
+        await engine.stop()
         raise EngineFailure("crashed",
                             f"the engine stopped right after loading at ctx {result.ctx}; see logs.tail")
-    return serving
+    return serving, summary(result, budget)
 
 
-async def _try_ctx(supervisor, config: EngineConfig, measure_peak: bool) -> LaunchOutcome:
-    await supervisor._stop_engine()  # an earlier attempt that loaded: a probe upward replaces it
+async def _try_ctx(engine: EngineControls, config: EngineConfig, measure_peak: bool) -> LaunchOutcome:
+    await engine.stop()  # an earlier attempt that loaded: a probe upward replaces it
     try:
-        await supervisor._launch(config)
+        await engine.launch(config)
     except EngineFailure as failure:
         if failure.kind == OOM:
-            oom = find_oom(supervisor._failed_tail) or OomInfo(None, "unknown", failure.message)
+            oom = find_oom(engine.failed_tail()) or OomInfo(None, "unknown", failure.message)
             return LaunchOutcome(False, oom=oom)
         return LaunchOutcome(False, error=failure.message, error_kind=failure.kind)
     # On the CPU stand-in the peak virtual size is what the limit counts; a GPU's peak is not
     # measured (then the search does not probe upward).
-    peak = engine_process.vm_peak_bytes(supervisor._engine.pid) if measure_peak else None
+    pid = engine.engine_pid()
+    peak = vm_peak_bytes(pid) if measure_peak and pid is not None else None
     return LaunchOutcome(True, peak_bytes=peak)
-
-
-async def _give_up(supervisor, config: EngineConfig) -> None:
-    """Leave no half-searched engine running; a later restart searches again (config keeps its fit)."""
-    await supervisor._stop_engine()
-    supervisor.config = config

@@ -18,8 +18,10 @@ from typing import Any
 
 from remote_agent.engine import process as engine_process
 from remote_agent.engine.adapters import adapter_for
-from remote_agent.engine.adapters.base import BAD_MODEL, MISSING_BINARY, OOM, EngineConfig, EngineFailure
+from remote_agent.engine.adapters.base import BAD_MODEL, MISSING_BINARY, EngineConfig, EngineFailure, NothingFits
+from remote_agent.engine.fit_launch import EngineControls, fit_and_launch
 from remote_agent.engine.logbuf import LogBuffer
+from remote_agent.fit.agent_fit import AgentFitter
 
 STOPPED, STARTING, READY, STOPPING, FAILED, PAUSED = "stopped", "starting", "ready", "stopping", "failed", "paused"
 NOT_RETRIED = (BAD_MODEL, MISSING_BINARY)  # the same config fails the same way: pause at once
@@ -54,23 +56,16 @@ class _Command:
     future: asyncio.Future | None = None
 
 
-class NothingFits(EngineFailure):
-    """Not even the smallest context fits the memory: retrying cannot help, so the engine pauses."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(OOM, message)
-
-
 class EngineSupervisor:
     def __init__(self, logbuf: LogBuffer, *, bin_dir: Path | None = None, address_space_limit: int | None = None,
                  timings: Timings | None = None, on_ready: Callable[[EngineConfig], None] = lambda c: None,
                  on_stopped: Callable[[], None] = lambda: None, stack_limit: int | None = None,
-                 fitter=None) -> None:
+                 fitter: AgentFitter | None = None) -> None:
         self.logbuf = logbuf
         self.bin_dir = bin_dir
         self.address_space_limit = address_space_limit
         self.stack_limit = stack_limit
-        self.fitter = fitter  # fit.agent_fit.AgentFitter: runs `ctx auto` searches (supervisor_fit.py)
+        self.fitter = fitter  # runs `ctx auto` searches (engine/fit_launch.py)
         self.last_fit: dict | None = None  # the last search's summary (fit.search's answer)
         self._failed_tail: list[str] = []  # the whole output tail of the last launch that failed
         self.timings = timings or Timings()
@@ -202,8 +197,17 @@ class EngineSupervisor:
         if config.fit is None:
             await self._launch(config)
             return config
-        from remote_agent.engine.fit_launch import fit_and_launch
-        return await fit_and_launch(self, config)
+        try:
+            serving, self.last_fit = await fit_and_launch(config, self.fitter, self._controls())
+        except EngineFailure:
+            self.config = config  # with its fit: a restart searches again
+            raise
+        return serving
+
+    def _controls(self) -> EngineControls:
+        return EngineControls(launch=self._launch, stop=self._stop_engine, failed_tail=lambda: self._failed_tail,
+                              serving=lambda: self.serving,
+                              engine_pid=lambda: self._engine.pid if self._engine else None, emit=self._emit)
 
     async def _on_start(self, command: _Command) -> None:
         self._user_command()

@@ -11,6 +11,8 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from remote_agent.engine.ctx import FitRequest
+
 # Failure kinds (the `kind` of status.last_error and the `code` of a failed engine request).
 OOM = "oom"
 BAD_MODEL = "bad_model"
@@ -36,6 +38,13 @@ class EngineFailure(Exception):
         return {"kind": self.kind, "message": self.message}
 
 
+class NothingFits(EngineFailure):
+    """Not even the smallest context fits the memory: retrying cannot help, so the engine pauses."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(OOM, message)
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """One way to run an engine; persisted as the last good config."""
@@ -54,8 +63,8 @@ class EngineConfig:
     # Flags the context fit adds after ARGS (its own fit off, cache types, slots) so the engine
     # runs exactly the memory configuration that was estimated; kept with the persisted config.
     fit_args: tuple[str, ...] = ()
-    # A pending context-fit search (engine.ctx.FitRequest): the supervisor replaces it by a ctx.
-    fit: object | None = field(default=None, compare=False)
+    # A pending context-fit search: the supervisor replaces it by a ctx.
+    fit: FitRequest | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict:
         data = asdict(self)
