@@ -9,7 +9,7 @@ scripts/install-system-deps.sh
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 .venv/bin/python -m pip install --quiet --upgrade pip 2>/dev/null || true
 .venv/bin/python -m pip install --quiet -e '.[test]'
-scripts/build-llama-server.sh >/dev/null
+PYTHON=.venv/bin/python scripts/build-llama-server.sh >/dev/null
 .venv/bin/python -m tests.testbed.models >/dev/null
 # Where PYTHONDONTWRITEBYTECODE is set (it is on the CI machines), every podtui and remote-agent
 # the suite starts would recompile the repo's modules (~0.1 s each, hundreds of starts): compile
