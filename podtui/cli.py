@@ -59,7 +59,7 @@ def cli(ctx: click.Context) -> None:
     4 cannot connect or authenticate.
     """
     if ctx.invoked_subcommand is None:
-        from podtui.tui.launch import run_tui  # textual is imported only here
+        from podtui.tui.run import run_tui  # textual is imported only here
 
         ctx.exit(run_tui())
 

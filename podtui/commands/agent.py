@@ -9,37 +9,25 @@ from pathlib import Path
 
 import click
 
-from podtui.commands.ssh_options import build_connection, connection_options, resolve_session
-from podtui.errors import UsageProblem
-from podtui.providers.base import ProviderError
-from podtui.providers.local import LocalProvider
-from podtui.ssh.agent_client import DEFAULT_AGENT_COMMAND, AgentClient
+from podtui import paths
+from podtui.agent.client import DEFAULT_AGENT_COMMAND, AgentClient
+from podtui.commands.ssh_options import canonical_fingerprints, connection_options, resolve_session
+from podtui.services import sessions
+from podtui.services.inputs import ctx_option
+from podtui.ssh.known_hosts import KnownHosts
 
 
 def _client(ctx: click.Context) -> AgentClient:
-    """Connect on first use (verifying the host key) and remember the client for teardown."""
+    """Connect on first use (verifying the host key); the context closes it at the end."""
     state = ctx.obj
     if state.get("client") is None:
         session = resolve_session(state["target"], state["user"])
-        if session.local:  # this machine: `remote-agent rpc` as a local subprocess, no SSH
-            local = LocalProvider()
-            if not local.daemon.running():
-                raise ProviderError("the local pod is not running", "start it: podtui local start --model MODEL")
-            client = local.daemon.client()
-            ctx.call_on_close(client.close)
-            state["client"] = client
-            return client
-        connection = build_connection(state["target"], state["user"], state["identity"],
-                                      state["fingerprints"], state["accept_unverified"],
-                                      state["connect_timeout"], session=session)
-        outcome = connection.connect()
-        if outcome.warning:
-            click.echo(outcome.warning, err=True)
-        ctx.call_on_close(connection.close)
-        command = state["agent_command"] or session.agent_command or DEFAULT_AGENT_COMMAND
-        client = AgentClient(connection, command)
-        client.open()
-        state["client"] = client
+        state["client"] = ctx.with_resource(sessions.agent_session(
+            session, KnownHosts(paths.known_hosts_file()),
+            options=sessions.connect_options(state["identity"] or session.identity, state["connect_timeout"]),
+            fingerprints=canonical_fingerprints(state["fingerprints"]),
+            accept_unverified=state["accept_unverified"], command=state["agent_command"],
+            warn=lambda message: click.echo(message, err=True)))
     return state["client"]
 
 
@@ -149,10 +137,9 @@ def _one_line(data: dict) -> str:
 def swap(ctx: click.Context, model: str, ctx_value: str | None, as_json: bool) -> None:
     """Hot-swap the served model (the old one keeps serving if the new one fails)."""
     params: dict = {"model": model}
-    if ctx_value is not None:
-        if ctx_value != "auto" and not str(ctx_value).isdigit():
-            raise UsageProblem(f"--ctx {ctx_value!r} is neither a number nor auto", "use --ctx 8192 or --ctx auto")
-        params["ctx"] = ctx_value if ctx_value == "auto" else int(ctx_value)
+    ctx_number = ctx_option(ctx_value)
+    if ctx_number is not None:
+        params["ctx"] = ctx_number
     result = _client(ctx).call("engine.swap", params, on_event=_progress_printer(as_json), timeout=None)
     _print(result, as_json, _human_status)
 
@@ -174,7 +161,7 @@ def fit(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def logs(ctx: click.Context, follow: bool, lines: int, source: str, as_json: bool) -> None:
     """The engine's and agent's log lines."""
-    events = _client(ctx).stream("logs.tail", {"n": lines, "follow": follow, "source": source})
+    events = _client(ctx).logs(lines, follow=follow, source=source)
     try:
         for kind, data in events:
             if kind != "log":

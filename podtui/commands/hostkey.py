@@ -9,8 +9,9 @@ from pathlib import Path
 import click
 
 from podtui import paths
-from podtui.commands.ssh_options import build_connection, canonical_fingerprints, ssh_session
+from podtui.commands.ssh_options import canonical_fingerprints, ssh_session
 from podtui.errors import HostKeyNotVerified, UsageProblem
+from podtui.services import hostkeys
 from podtui.services.pods import looks_like_host
 from podtui.ssh.hostkeys import parse_printed_blocks
 from podtui.ssh.known_hosts import KnownHosts
@@ -68,15 +69,7 @@ def hostkey(target: str, show: bool, pin_fingerprint: str | None, log_file: Path
         action = f"pinned from the log (block printed by pod {block.pod or '?'})"
     elif pin_fingerprint:
         (expected,) = canonical_fingerprints((pin_fingerprint,))
-        connection = build_connection(target, user, None, (), False, connect_timeout, session=session)
-        presented = connection.probe_host_key()
-        if presented.fingerprint != expected:
-            raise HostKeyNotVerified(
-                f"{resolved.label} presented {presented.key_type} {presented.fingerprint}, "
-                f"not the expected {expected}; nothing was pinned",
-                "compare with the fingerprint the pod printed; if they differ, someone may be in the middle",
-            )
-        pins = known_hosts.replace(resolved.alias, [presented], verified=True)
+        pins = hostkeys.pin_if_presented(resolved, known_hosts, expected, connect_timeout_s=connect_timeout)
         action = "pinned (the server presented the expected key)"
     else:
         pins = known_hosts.pins_for(resolved.alias)

@@ -9,13 +9,14 @@ import click
 
 from podtui import paths
 from podtui.commands.ssh_options import canonical_fingerprints
-from podtui.errors import HostKeyNotVerified, UsageProblem
-from podtui.providers.ssh_host import (SshHost, SshHostProvider, default_name, find_host, forget_host,
-                                       host_from_address, load_hosts, save_host)
-from podtui.ssh.agent_client import DEFAULT_AGENT_COMMAND
-from podtui.ssh.connection import ConnectOptions, SshConnection
+from podtui.agent.client import DEFAULT_AGENT_COMMAND
+from podtui.errors import UsageProblem
+from podtui.providers.ssh_host import (SshHost, default_name, find_host, forget_host, host_from_address,
+                                       load_hosts, save_host)
+from podtui.services import hostkeys
+from podtui.services.sessions import ssh_host_provider
 from podtui.ssh.known_hosts import KnownHosts
-from podtui.ssh.trust import HostKeyPolicy, describe_pins
+from podtui.ssh.trust import describe_pins
 
 
 @click.group()
@@ -27,20 +28,13 @@ def hosts() -> None:
     """
 
 
-def _pin_presented(host: SshHost, fingerprint: str, timeout: float) -> dict:
+def _pin_presented(host: SshHost, fingerprint: str, timeout_s: float) -> dict:
     """Key exchange only (no login): pin the presented key if it has the fingerprint given."""
     (expected,) = canonical_fingerprints((fingerprint,))
-    target = host.target()
-    known_hosts = KnownHosts(paths.known_hosts_file())
-    connection = SshConnection(target, HostKeyPolicy(known_hosts, target.alias, target.label),
-                               ConnectOptions(connect_timeout=timeout))
-    presented = connection.probe_host_key()
-    if presented.fingerprint != expected:
-        raise HostKeyNotVerified(
-            f"{target.label} presented {presented.key_type} {presented.fingerprint}, not the expected "
-            f"{expected}; the host was not added",
-            "compare with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` run on the host itself")
-    pins = known_hosts.replace(target.alias, [presented], verified=True)
+    pins = hostkeys.pin_if_presented(
+        host.target(), KnownHosts(paths.known_hosts_file()), expected, connect_timeout_s=timeout_s,
+        outcome="the host was not added",
+        fix="compare with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` run on the host itself")
     return describe_pins(pins)[0]
 
 
@@ -65,7 +59,7 @@ def add(address: str, name: str | None, identity: Path | None, agent_command: st
                            f"pick another --name, or `podtui hosts remove {host.name}` first")
     pinned = _pin_presented(host, fingerprint, connect_timeout) if fingerprint else None
     path = save_host(host)
-    pod = SshHostProvider([host], connect_timeout=connect_timeout).get_pod(host.name)
+    pod = ssh_host_provider([host], connect_timeout_s=connect_timeout).get_pod(host.name)
     if as_json:
         click.echo(json.dumps({"host": host.as_dict(), "config": str(path), "pinned": pinned,
                                "pod": pod.as_dict()}))
@@ -82,7 +76,7 @@ def add(address: str, name: str | None, identity: Path | None, agent_command: st
 def list_hosts(as_json: bool, connect_timeout: float) -> None:
     """The added hosts, each with its agent's status (or why it is unreachable)."""
     added = load_hosts()
-    pods = SshHostProvider(added, connect_timeout=connect_timeout).list_pods()
+    pods = ssh_host_provider(added, connect_timeout_s=connect_timeout).list_pods()
     if as_json:
         click.echo(json.dumps({"hosts": [{**h.as_dict(), "status": p.status, "detail": p.detail,
                                           "pod": p.as_dict()} for h, p in zip(added, pods)]}))

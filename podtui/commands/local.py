@@ -8,9 +8,9 @@ from pathlib import Path
 
 import click
 
-from podtui.errors import UsageProblem
 from podtui.providers.base import DEFAULT_ENGINE_PORT, PodSpec, ProviderError
 from podtui.providers.local import LocalProvider
+from podtui.services.inputs import ctx_option
 
 SETTLED = ("ready", "failed", "paused", "stopped")
 
@@ -51,8 +51,8 @@ def _wait_settled(provider: LocalProvider, timeout_s: float) -> dict:
 def start(model: str, ctx: str | None, engine: str | None, engine_args: str | None, port: int | None,
           models_dir: Path | None, engine_bin_dir: Path | None, wait_s: float, as_json: bool) -> None:
     """Start the local pod's daemon; with --model it serves that model (else its last one)."""
-    if ctx is not None and ctx != "auto" and not ctx.isdigit():
-        raise UsageProblem(f"--ctx {ctx!r} is neither a number nor 'auto'", "e.g. --ctx 8192 or --ctx auto")
+    ctx_value = ctx_option(ctx)     # the agent's own rule: a positive number or auto
+    ctx = None if ctx_value is None else str(ctx_value)
     provider = LocalProvider()
     spec = PodSpec(gpu="local", model=model, ctx=ctx, engine=engine, args=engine_args,
                    port=port or provider.daemon.settings().port)

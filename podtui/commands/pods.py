@@ -20,7 +20,7 @@ import click
 from podtui.errors import UsageProblem
 from podtui.providers.base import SECRET_ENV_NAMES, Pod, PodSpec, Provider
 from podtui.providers.runpod import RunpodProvider
-from podtui.services.model_ref import model_problem
+from podtui.services.inputs import ctx_option, model_problem
 from podtui.services.pods import PodService
 from podtui.services.providers import find_anywhere, list_everywhere, open_providers
 
@@ -154,8 +154,8 @@ def launch(gpu: str, model: str, ctx: str | None, engine: str | None, engine_arg
            image: str | None, cloud: str, extra_env: tuple[str, ...], with_hf_token: bool,
            ssh_public_key: Path | None, wait_timeout: float, log_timeout: float, as_json: bool) -> None:
     """Create a pod, wait until it runs, read its printed host keys from its log and pin them."""
-    if ctx is not None and ctx != "auto" and not ctx.isdigit():
-        raise UsageProblem(f"--ctx {ctx!r} is neither a number nor 'auto'", "e.g. --ctx 8192 or --ctx auto")
+    ctx_value = ctx_option(ctx)     # the agent's own rule: a positive number or auto
+    ctx = None if ctx_value is None else str(ctx_value)
     if model and not network_volume and (problem := model_problem(model)):
         # With a network volume MODEL may name a file already on it; the pod's agent checks that.
         raise UsageProblem(f"--model: {problem}", "fix MODEL before a pod is created and billed")

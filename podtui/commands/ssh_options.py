@@ -10,12 +10,12 @@ import click
 
 from podtui import paths
 from podtui.errors import UsageProblem
-from podtui.ssh.connection import ConnectOptions, SshConnection
+from podtui.services import sessions
+from podtui.services.sessions import SessionTarget, resolve_session_target
+from podtui.ssh.connection import SshConnection
 from podtui.ssh.hostkeys import normalize_fingerprint
 from podtui.ssh.known_hosts import KnownHosts
-from podtui.services.sessions import SessionTarget, resolve_session_target
 from podtui.ssh.target import SshTarget
-from podtui.ssh.trust import HostKeyPolicy
 
 
 def connection_options(func):
@@ -72,13 +72,9 @@ def build_connection(target_text: str, user: str | None, identity: Path | None,
     """TARGET (an added host's name, a Runpod pod id or name, or an SSH address) → a connection
     whose host-key policy holds the pins. An added host's identity is used unless -i is given."""
     session = session or ssh_session(target_text, user)
-    target = session.ssh
-    identity = identity or session.identity
-    policy = HostKeyPolicy(KnownHosts(paths.known_hosts_file()), target.alias, target.label,
-                           canonical_fingerprints(fingerprints), accept_unverified)
-    options = ConnectOptions(identity=identity, connect_timeout=connect_timeout,
-                             auth_timeout=max(connect_timeout, 15.0))
-    return SshConnection(target, policy, options)
+    return sessions.build_connection(session.ssh, KnownHosts(paths.known_hosts_file()),
+                                     sessions.connect_options(identity or session.identity, connect_timeout),
+                                     canonical_fingerprints(fingerprints), accept_unverified)
 
 
 def openssh_command(target: SshTarget, forwards: list[str], identity: Path | None) -> str:

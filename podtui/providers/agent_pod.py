@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from podtui.providers.base import DEFAULT_ENGINE_PORT, LogLine, Pod, SshEndpoint
-from podtui.ssh.agent_client import AgentClient
+from podtui.agent.client import AgentClient
 
 RUNNING = "RUNNING"
 
@@ -49,7 +49,7 @@ def pod_from_status(pod_id: str, provider: str, status: dict, ssh: SshEndpoint |
 
 def agent_log_lines(client: AgentClient, tail: int, follow: bool) -> Iterator[LogLine]:
     """`logs.tail` events as LogLines; closing the iterator cancels a follow."""
-    events = client.stream("logs.tail", {"n": max(0, int(tail)), "follow": follow, "source": "all"})
+    events = client.logs(tail, follow=follow)
     try:
         for kind, data in events:
             if kind == "log":

@@ -8,6 +8,7 @@ that field is kept out of reprs and `Pod.as_dict()` shows only that such a value
 from __future__ import annotations
 
 import abc
+import enum
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -19,6 +20,16 @@ DEFAULT_ENGINE_PORT = 5002  # the image's PORT default (seed 000)
 SECRET_ENV_NAMES = frozenset({"HF_TOKEN", "RUNPOD_API_KEY", "HUGGING_FACE_HUB_TOKEN", "PUBLIC_KEY_PASSPHRASE"})
 
 ProgressCallback = Callable[[str, str], None]  # phase, human-readable detail
+UNREACHABLE = "UNREACHABLE"   # the status of a pod whose agent did not answer (SSH hosts, local)
+
+
+class Reach(enum.Enum):
+    """How a provider's pods are reached: declared by each provider, read by podtui.services
+    (the one place that opens connections) instead of guessing from the provider's type."""
+
+    POD_SSH = "pod-ssh"      # the pod's own sshd, pinned from the host keys its log printed (`podtui-<id>`)
+    HOST_SSH = "host-ssh"    # an added host: its own identity and agent command, pinned as `[host]:port`
+    LOCAL = "local"          # this machine: a local `remote-agent rpc` bridge, no SSH, no tunnel
 
 
 class ProviderError(PodtuiError):
@@ -139,9 +150,16 @@ class LogLine:
 
 
 class Provider(abc.ABC):
-    """One place pods live. Methods may block on the network; callers run them off the UI thread."""
+    """One place pods live. Methods may block on the network; callers run them off the UI thread.
+
+    A provider describes its pods; it never opens an SSH connection itself (podtui.services does,
+    guided by the capabilities below).
+    """
 
     name: str = "provider"
+    reach: Reach = Reach.POD_SSH
+    can_launch: bool = False            # create_pod works (it rents a machine)
+    prints_host_keys: bool = False      # logs() carries the boot's printed host-key block (out of band)
 
     @abc.abstractmethod
     def list_pods(self) -> list[Pod]: ...

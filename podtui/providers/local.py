@@ -12,12 +12,12 @@ from dataclasses import replace
 
 from podtui.errors import PodtuiError
 from podtui.providers.agent_pod import agent_log_lines, pod_from_status
-from podtui.providers.base import GpuType, LogLine, Pod, PodNotFound, PodSpec, Provider, ProviderError
+from podtui.providers.base import (UNREACHABLE, GpuType, LogLine, Pod, PodNotFound, PodSpec, Provider,
+                                   ProviderError, Reach)
 from podtui.providers.local_daemon import SEED_NAMES, LocalDaemon, LocalSettings
 
 LOCAL_ID = "local"
 STOPPED = "STOPPED"
-UNREACHABLE = "UNREACHABLE"
 
 
 def spec_env(spec: PodSpec) -> dict[str, str]:
@@ -28,6 +28,7 @@ def spec_env(spec: PodSpec) -> dict[str, str]:
 
 class LocalProvider(Provider):
     name = "local"
+    reach = Reach.LOCAL
 
     def __init__(self, daemon: LocalDaemon | None = None) -> None:
         self.daemon = daemon or LocalDaemon()

@@ -1,10 +1,9 @@
 """The local pod's agent daemon: started and stopped on demand, reached through a local bridge.
 
 The daemon is the same `remote-agent daemon` that runs inside a Runpod pod, started on this machine
-with its socket, state and log under podtui's state dir (`podtui locate`). Instead of an SSH exec
-channel, `LocalBridge` runs `remote-agent rpc` as a local subprocess and hands the agent client a
-channel-shaped object over its stdin/stdout, so `AgentClient` speaks to it unchanged. No network
-port is opened for the agent; the engine listens on 127.0.0.1 as in a pod.
+with its socket, state and log under podtui's state dir (`podtui locate`). It is reached through
+podtui.agent.local_bridge (`remote-agent rpc` as a local subprocess), so `AgentClient` speaks to it
+unchanged. No network port is opened for the agent; the engine listens on 127.0.0.1 as in a pod.
 """
 
 from __future__ import annotations
@@ -14,89 +13,18 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from podtui import paths
 from podtui.errors import PodtuiError
+from podtui.agent.client import AgentClient
+from podtui.agent.local_bridge import AGENT, LocalBridge
 from podtui.providers.base import DEFAULT_ENGINE_PORT, ProviderError
-from podtui.ssh.agent_client import AgentClient, AgentUnavailable
 
-AGENT = [sys.executable, "-m", "remote_agent"]  # podtui and remote_agent ship in one package
 SEED_NAMES = ("MODEL", "CTX", "ENGINE", "ARGS")
 SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes; keep a margin
-
-
-@dataclass(frozen=True)
-class _LocalLabel:
-    label: str = "the local pod"
-
-
-class LocalChannel:
-    """The part of paramiko's Channel that AgentClient uses, over a local `remote-agent rpc`."""
-
-    def __init__(self, proc: subprocess.Popen) -> None:
-        self.proc = proc
-        self._stderr = bytearray()
-        self._stderr_lock = threading.Lock()
-        threading.Thread(target=self._collect_stderr, daemon=True, name="podtui-local-bridge-err").start()
-
-    def _collect_stderr(self) -> None:
-        for chunk in iter(lambda: self.proc.stderr.read1(4096), b""):
-            with self._stderr_lock:
-                self._stderr += chunk
-                del self._stderr[:-8192]
-
-    def makefile(self, mode: str = "rb"):
-        return self.proc.stdout
-
-    def sendall(self, data: bytes) -> None:
-        try:
-            self.proc.stdin.write(data)
-            self.proc.stdin.flush()
-        except (BrokenPipeError, ValueError) as exc:
-            raise OSError(f"the local bridge exited: {exc}") from None
-
-    def recv_stderr_ready(self) -> bool:
-        time.sleep(0.05) if self.proc.poll() is not None else None  # let the reader catch the last words
-        with self._stderr_lock:
-            return bool(self._stderr)
-
-    def recv_stderr(self, n: int) -> bytes:
-        with self._stderr_lock:
-            data = bytes(self._stderr[:n])
-            del self._stderr[:n]
-            return data
-
-    def close(self) -> None:
-        try:
-            self.proc.stdin.close()  # the bridge half-closes the socket; the daemon hangs up
-        except OSError:
-            pass
-        try:
-            self.proc.wait(3)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(3)
-
-
-class LocalBridge:
-    """Connection-shaped: `open_exec` starts `remote-agent rpc --socket S` here, not over SSH."""
-
-    def __init__(self, socket_path: Path) -> None:
-        self.socket_path = socket_path
-        self.target = _LocalLabel()
-
-    def open_exec(self, command: str = "", timeout: float = 10.0) -> LocalChannel:
-        proc = subprocess.Popen([*AGENT, "rpc", "--socket", str(self.socket_path)], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-        return LocalChannel(proc)
-
-    def close(self) -> None:
-        pass
 
 
 def local_dir() -> Path:
@@ -230,6 +158,3 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
-
-
-__all__ = ["AgentUnavailable", "LocalBridge", "LocalDaemon", "LocalSettings", "socket_path"]

@@ -133,6 +133,8 @@ def create_body(spec: PodSpec, image: str) -> dict:
 
 class RunpodProvider(Provider):
     name = "runpod"
+    can_launch = True
+    prints_host_keys = True
 
     def __init__(self, api: RunpodApi, image: str = "", *, log_quiet_s: float = 2.0) -> None:
         self.api = api

@@ -14,9 +14,9 @@ Hosts are added and removed, never created or terminated: podtui does not own th
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -24,15 +24,13 @@ from podtui import paths
 from podtui.config import Config, load_config, remove_config_key, update_config
 from podtui.errors import PodtuiError, UsageProblem
 from podtui.providers.agent_pod import agent_log_lines, pod_from_status
-from podtui.providers.base import GpuType, LogLine, Pod, PodNotFound, PodSpec, Provider, ProviderError, SshEndpoint
-from podtui.ssh.agent_client import DEFAULT_AGENT_COMMAND, AgentClient
-from podtui.ssh.connection import ConnectOptions, SshConnection
+from podtui.agent.client import DEFAULT_AGENT_COMMAND, AgentClient
+from podtui.providers.base import (UNREACHABLE, GpuType, LogLine, Pod, PodNotFound, PodSpec, Provider,
+                                   ProviderError, Reach, SshEndpoint)
 from podtui.ssh.known_hosts import KnownHosts
 from podtui.ssh.target import SshTarget, parse_ssh_target
-from podtui.ssh.trust import HostKeyPolicy
 
 SECTION = "ssh_hosts"
-UNREACHABLE = "UNREACHABLE"
 RESERVED_NAMES = frozenset({"local"})  # the local pod's id
 # No '.', ':', '@' or '/': a name must never be mistaken for an address, nor an address for a name.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
@@ -128,50 +126,36 @@ def forget_host(name: str, path: Path | None = None) -> bool:
 
 # -- the provider ----------------------------------------------------------------------------
 
+OpenAgent = Callable[[SshHost], AbstractContextManager[AgentClient]]
+
+
 class SshHostProvider(Provider):
+    """The added hosts as pods. It opens no connection itself: `open_agent(host)` (built by
+    podtui.services.sessions.ssh_host_provider) yields an open agent client over a verified SSH
+    connection and closes both on exit."""
+
     name = "ssh"
+    reach = Reach.HOST_SSH
 
-    def __init__(self, hosts: list[SshHost], known_hosts: KnownHosts | None = None, *,
-                 connect_timeout: float = 5.0) -> None:
+    def __init__(self, hosts: list[SshHost], open_agent: OpenAgent, known_hosts: KnownHosts | None = None,
+                 *, connect_timeout_s: float = 5.0) -> None:
         self.hosts = hosts
+        self.open_agent = open_agent
         self.known_hosts = known_hosts or KnownHosts(paths.known_hosts_file())
-        self.connect_timeout = connect_timeout
-
-    @classmethod
-    def from_config(cls, config: Config | None = None, **kwargs) -> "SshHostProvider":
-        return cls(load_hosts(config), **kwargs)
+        self.connect_timeout_s = connect_timeout_s
 
     def host(self, name: str) -> SshHost:
+        """The added host called `name`; PodNotFound otherwise."""
         for host in self.hosts:
             if host.name == name:
                 return host
         raise PodNotFound(f"no SSH host named {name!r}", "see them with `podtui hosts list`")
 
-    @contextmanager
-    def agent(self, host: SshHost, hello_timeout: float | None = None) -> Iterator[AgentClient]:
-        """A verified SSH connection to the host and its agent bridge, closed on exit."""
-        target = host.target()
-        policy = HostKeyPolicy(self.known_hosts, target.alias, target.label)
-        connection = SshConnection(target, policy, ConnectOptions(
-            identity=host.identity, connect_timeout=self.connect_timeout,
-            auth_timeout=max(self.connect_timeout, 10.0)))
-        try:
-            connection.connect()
-            client = AgentClient(connection, host.agent_command,
-                                 hello_timeout=hello_timeout or max(self.connect_timeout, 10.0))
-            client.open()
-            try:
-                yield client
-            finally:
-                client.close()
-        finally:
-            connection.close()
-
     def _probe(self, host: SshHost) -> Pod:
         endpoint = SshEndpoint(host.host, host.port, host.user)
         try:
-            with self.agent(host) as client:
-                status = client.call("status", timeout=self.connect_timeout + 5)
+            with self.open_agent(host) as client:
+                status = client.call("status", timeout=self.connect_timeout_s + 5)
         except PodtuiError as exc:
             return Pod(id=host.name, name=host.name, provider=self.name, status=UNREACHABLE, ssh=endpoint,
                        detail=exc.title + (f" (fix: {exc.fix})" if exc.fix else ""))
@@ -200,7 +184,7 @@ class SshHostProvider(Provider):
     def stop_pod(self, pod_id: str) -> Pod:
         """Stops the host's engine (frees its GPU); the machine itself is not podtui's to stop."""
         host = self.host(pod_id)
-        with self.agent(host) as client:
+        with self.open_agent(host) as client:
             client.call("engine.stop", {}, timeout=120)
         return self._probe(host)
 
@@ -213,7 +197,7 @@ class SshHostProvider(Provider):
                             f"forget it instead: podtui hosts remove {pod_id}")
 
     def logs(self, pod_id: str, tail: int = 100, follow: bool = False) -> Iterator[LogLine]:
-        with self.agent(self.host(pod_id)) as client:
+        with self.open_agent(self.host(pod_id)) as client:
             yield from agent_log_lines(client, tail, follow)
 
     def gpu_catalog(self) -> list[GpuType]:

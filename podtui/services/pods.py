@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from podtui import paths
 from podtui.providers.base import Pod, PodNotFound, PodSpec, Provider, ProviderError, SshEndpoint
-from podtui.ssh.hostkeys import PrintedBlock, PrintedBlockError, parse_printed_blocks
+from podtui.ssh.hostkeys import NoPrintedBlock, PrintedBlock, PrintedBlockError, parse_printed_blocks
 from podtui.ssh.known_hosts import HostKeyPin, KnownHosts
 from podtui.ssh.target import SshTarget, pod_alias
 
@@ -24,8 +24,8 @@ Progress = Callable[[str, str], None]   # phase, detail
 FAILED_STATUSES = ("ERROR", "TERMINATED")
 
 
-def _quiet(phase: str, detail: str) -> None:
-    pass
+def quiet(phase: str, detail: str) -> None:
+    """A Progress that says nothing."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class PodService:
         self._clock = clock
         self._sleep = sleep
 
-    def launch(self, spec: PodSpec, progress: Progress = _quiet) -> LaunchResult:
+    def launch(self, spec: PodSpec, progress: Progress = quiet) -> LaunchResult:
         progress("create", f"asking {self.provider.name} for a {spec.gpu} pod")
         pod = self.provider.create_pod(spec)
         progress("created", f"pod {pod.id} ({pod.name}) is {pod.status}")
@@ -74,7 +74,7 @@ class PodService:
         assert pod.ssh is not None  # wait_until_reachable returns only a pod with an endpoint
         return LaunchResult(pod, pod.ssh, block, pins)
 
-    def wait_until_reachable(self, pod_id: str, progress: Progress = _quiet) -> Pod:
+    def wait_until_reachable(self, pod_id: str, progress: Progress = quiet) -> Pod:
         """Poll until the pod runs and has a public port-22 mapping, or fail after the bound."""
         deadline = self._clock() + self.wait_timeout_s
         last = ""
@@ -98,7 +98,7 @@ class PodService:
                 )
             self._sleep(self.poll_s)
 
-    def fetch_printed_block(self, pod: Pod, progress: Progress = _quiet,
+    def fetch_printed_block(self, pod: Pod, progress: Progress = quiet,
                             timeout_s: float | None = None) -> PrintedBlock:
         """The last complete host-key block in the pod's log, waiting (bounded) for it to appear."""
         deadline = self._clock() + (self.block_timeout_s if timeout_s is None else timeout_s)
@@ -107,11 +107,9 @@ class PodService:
             text = "\n".join(line.line for line in self.provider.logs(pod.id, tail=5000))
             try:
                 block = parse_printed_blocks(text)
-            except PrintedBlockError as exc:
-                if "no complete host-key block" not in exc.title:
-                    raise  # a damaged or tampered block: never wait it out, never fall back
+            except NoPrintedBlock:   # any other PrintedBlockError (damaged, tampered) is never waited out
                 if self._clock() >= deadline:
-                    raise PrintedBlockError(
+                    raise NoPrintedBlock(
                         f"pod {pod.id}'s log showed no host-key block within "
                         f"{(self.block_timeout_s if timeout_s is None else timeout_s):g} s; nothing was "
                         "pinned and nothing connected",
@@ -135,7 +133,7 @@ class PodService:
     def pin(self, pod: Pod, block: PrintedBlock) -> list[HostKeyPin]:
         return self.known_hosts.replace(pod_alias(pod.id), list(block.keys), verified=True)
 
-    def ssh_target(self, ref: str, user: str | None = None, progress: Progress = _quiet,
+    def ssh_target(self, ref: str, user: str | None = None, progress: Progress = quiet,
                    block_timeout_s: float = 60.0, pin_from_log: bool = True) -> SshTarget:
         """The pod named by id or name as an SSH target under its `podtui-<id>` alias, with its
         printed host keys pinned (fetched from the log when it has no verified pins yet, unless
@@ -150,9 +148,16 @@ class PodService:
         alias = pod_alias(pod.id)
         if pin_from_log and not any(pin.verified for pin in self.known_hosts.pins_for(alias)):
             self.pin(pod, self.fetch_printed_block(pod, progress, timeout_s=block_timeout_s))
-        login = user or pod.ssh.user
-        return SshTarget(pod.ssh.host, pod.ssh.port, login, alias,
-                         f"pod {pod.id} ({login}@{pod.ssh.host}:{pod.ssh.port})", pod_id=pod.id)
+        return pod_target(pod, user)
+
+
+def pod_target(pod: Pod, user: str | None = None) -> SshTarget:
+    """A cloud pod with a public SSH endpoint as an SshTarget under its `podtui-<id>` alias (its
+    pins are kept per pod id: port mappings change when a pod resets). The pod must have `ssh`."""
+    assert pod.ssh is not None, "pod_target needs a pod with a public SSH endpoint"
+    login = user or pod.ssh.user
+    return SshTarget(pod.ssh.host, pod.ssh.port, login, pod_alias(pod.id),
+                     f"pod {pod.id} ({login}@{pod.ssh.host}:{pod.ssh.port})", pod_id=pod.id)
 
 
 def _still_billed(pod: Pod, fix: str) -> str:
@@ -168,7 +173,7 @@ def looks_like_host(text: str) -> bool:
     return bool(_LOOKS_LIKE_HOST.search(text))
 
 
-def resolve_pod_target(text: str, user: str | None = None, progress: Progress = _quiet, *,
+def resolve_pod_target(text: str, user: str | None = None, progress: Progress = quiet, *,
                        block_timeout_s: float = 60.0, pin_from_log: bool = True) -> SshTarget | None:
     """`pod_resolver` for podtui.ssh.target.resolve_target: a Runpod pod id or name → SshTarget
     with its printed host keys pinned; None when TARGET is not a pod (an SSH host) or no Runpod

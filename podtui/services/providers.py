@@ -13,7 +13,8 @@ from podtui.config import Config, load_config
 from podtui.errors import PodtuiError
 from podtui.providers.base import Pod, Provider
 from podtui.providers.local import LOCAL_ID, LocalProvider
-from podtui.providers.ssh_host import SshHostProvider, find_host, load_hosts
+from podtui.providers.ssh_host import find_host, load_hosts
+from podtui.services.sessions import ssh_host_provider
 
 
 @dataclass
@@ -54,7 +55,7 @@ def open_providers(config: Config | None = None, on_wait: Callable[[str], None] 
         result.problems.append(exc)
         hosts = []
     if hosts:
-        result.providers.append(SshHostProvider(hosts))
+        result.providers.append(ssh_host_provider(hosts))
     result.providers.append(LocalProvider())
     return result
 
@@ -76,7 +77,7 @@ def provider_for(ref: str, on_wait: Callable[[str], None] | None = None,
         return LocalProvider()
     config = load_config()
     if find_host(ref, config) is not None:
-        return SshHostProvider(load_hosts(config))
+        return ssh_host_provider(load_hosts(config))
     return open_runpod(config, on_wait, warnings)
 
 

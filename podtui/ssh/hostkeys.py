@@ -115,6 +115,11 @@ class PrintedBlockError(HostKeyNotVerified):
     """The log has no usable host-key block, or the latest one is damaged or tampered with."""
 
 
+class NoPrintedBlock(PrintedBlockError):
+    """The log has no complete host-key block (yet): a pod still booting, or not podtui's image.
+    Callers may wait and read again; any other PrintedBlockError must never be waited out."""
+
+
 def strip_terminal_noise(text: str) -> list[str]:
     """Lines without ANSI sequences, CR or NUL, whatever line endings the log used."""
     clean = _ANSI.sub("", text).replace("\x00", "")
@@ -177,7 +182,7 @@ def parse_printed_blocks(text: str) -> PrintedBlock:
     if not complete:
         detail = (f"{truncated} block(s) start but never end (truncated)" if truncated
                   else f"no {BEGIN_MARKER} line")
-        raise PrintedBlockError(
+        raise NoPrintedBlock(
             f"the log has no complete host-key block: {detail}",
             "wait until the pod has finished booting and fetch its log again, or pass "
             "--fingerprint SHA256:… copied from the pod's console",

@@ -22,14 +22,14 @@ from textual.worker import Worker, WorkerState
 
 from podtui import paths
 from podtui.tui.background import in_daemon_thread
-from podtui.tui.line_source import LineFollower
+from podtui.services.follow import LineFollower
 from podtui.tui.log_buffer import DEFAULT_CAPACITY
 from podtui.tui.screens.error_dialog import ErrorDialog
 from podtui.tui.screens.first_run import FirstRunScreen
 from podtui.tui.screens.help import HelpScreen
 from podtui.tui.screens.logs import LogsScreen
 from podtui.tui.screens.main import MainScreen
-from podtui.tui.services import TuiServices, describe_error
+from podtui.services.front import TuiServices, describe_error
 
 activity = logging.getLogger("podtui.tui")
 

@@ -4,8 +4,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from textual.message import Message
 
@@ -24,24 +23,6 @@ class LogSourceEnded(Message):
     """The follower returned: the source is exhausted (a file was closed, a stream ended)."""
 
     reason: str = "source ended"
-
-
-@dataclass
-class PodsRefreshed(Message):
-    """A fresh listing of every provider's pods (rows for the table) and per-provider problems."""
-
-    rows: list[Any] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, PodsRefreshed)
-
-
-@dataclass
-class ActionDone(Message):
-    """A pod action (stop, resume, terminate, tunnel, pin) finished; `text` says what happened."""
-
-    text: str
 
 
 @dataclass

@@ -7,20 +7,20 @@ the local pod. Without a Runpod key the first-run dialog offers to store one.
 
 from __future__ import annotations
 
-from podtui.tui.services import TuiServices
+from podtui.services.front import TuiServices
 
 NO_KEY_NOTE = "no Runpod API key is configured (podtui asks for one at start; or export RUNPOD_API_KEY)"
 
 
 def default_services() -> TuiServices:
+    from podtui.services.dashboard import ProviderServices
     from podtui.services.pods import PodService
     from podtui.services.providers import open_providers
-    from podtui.tui.provider_services import ProviderServices
 
     warnings: list[str] = []   # e.g. a config file holding the key that others can read
     opened = open_providers(warnings=warnings)
     services = ProviderServices([PodService(provider) for provider in opened.providers])
-    services.needs_runpod_key = not any(p.name == "runpod" for p in opened.providers)
+    services.needs_runpod_key = not any(p.can_launch for p in opened.providers)
     # Without a key the first-run dialog has said how to add one; the footer keeps a short line
     # instead of the CLI's long note (opened.notes holds only that note today).
     notes = [NO_KEY_NOTE] if services.needs_runpod_key else opened.notes

@@ -12,8 +12,8 @@ import time
 from dataclasses import replace
 
 from podtui.errors import PodtuiError
-from podtui.tui.line_source import IterableFollower, LineFollower
-from podtui.tui.services import (GpuChoice, HostKeyCheck, ModelOnPod, PodListing, PodRow,
+from podtui.services.follow import IterableFollower, LineFollower
+from podtui.services.front import (GpuChoice, HostKeyCheck, ModelOnPod, PodListing, PodRow,
                                  TuiServices)
 
 PRESENTED = "SHA256:3Q0cUwjWQ5V7xWbVjBc0v8yQb6xv6n0b7g0m3ucUo3A"

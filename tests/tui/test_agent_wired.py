@@ -19,9 +19,9 @@ from podtui.ssh.connection import ConnectOptions
 from podtui.ssh.hostkeys import parse_printed_blocks
 from podtui.ssh.known_hosts import KnownHosts
 from podtui.ssh.target import pod_alias
-from podtui.tui.agent_sessions import AgentSessions
+from podtui.services.sessions import AgentSessions
 from podtui.tui.app import build_app
-from podtui.tui.provider_services import ProviderServices
+from podtui.services.dashboard import ProviderServices
 from podtui.tui.screens.logs import LogsScreen
 from podtui.tui.screens.swap import SwapDialog
 from podtui.tui.widgets.pod_table import PodTable

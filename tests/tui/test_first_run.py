@@ -9,7 +9,7 @@ from textual.widgets import Input
 
 from podtui import paths
 from podtui.tui.app import build_app
-from podtui.tui.provider_services import ProviderServices
+from podtui.services.dashboard import ProviderServices
 from podtui.tui.screens.first_run import FirstRunScreen
 from podtui.tui.screens.main import MainScreen
 

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from podtui.tui.app import build_app
-from podtui.tui.line_source import FileFollower, LineFollower
+from podtui.services.follow import FileFollower, LineFollower
 from podtui.tui.screens.logs import LogsScreen
 from tests.tui.inprocess import InProcessServices
 
@@ -164,7 +164,7 @@ async def test_file_follower_tails_and_follows_appends(tmp_path):
 
 async def test_a_source_that_fails_shows_the_error_with_its_fix():
     app = build_app(InProcessServices(), refresh_seconds=60)
-    from podtui.tui.services import TuiServices
+    from podtui.services.front import TuiServices
 
     async with app.run_test(size=(100, 30)) as pilot:
         pilot.app.open_logs(TuiServices().log_follower("runpod:abc"))

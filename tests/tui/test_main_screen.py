@@ -13,7 +13,7 @@ from podtui.tui.screens.details import PodDetails
 from podtui.tui.screens.error_dialog import ErrorDialog
 from podtui.tui.screens.help import HelpScreen
 from podtui.tui.screens.logs import LogsScreen
-from podtui.tui.services import TuiServices
+from podtui.services.front import TuiServices
 from podtui.tui.widgets.pod_table import PodTable
 from tests.tui.inprocess import InProcessServices
 

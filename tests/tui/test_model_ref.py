@@ -2,7 +2,7 @@
 
 import pytest
 
-from podtui.services.model_ref import model_problem
+from podtui.services.inputs import model_problem
 
 
 @pytest.mark.parametrize("model", [

@@ -11,9 +11,9 @@ from podtui.services.pods import PodService
 from podtui.ssh.connection import ConnectOptions
 from podtui.ssh.known_hosts import KnownHosts
 from podtui.ssh.target import pod_alias
-from podtui.tui.agent_sessions import AgentSessions
+from podtui.services.sessions import AgentSessions
 from podtui.tui.app import build_app
-from podtui.tui.provider_services import ProviderServices
+from podtui.services.dashboard import ProviderServices
 from podtui.tui.screens.confirm_terminate import ConfirmTerminate
 from podtui.tui.screens.hostkey import HostKeyDialog
 from podtui.tui.screens.launch import LaunchScreen

@@ -11,7 +11,7 @@ import pytest
 from tests.tui.helpers import shown
 
 from podtui.tui.app import build_app
-from podtui.tui.line_source import IterableFollower
+from podtui.services.follow import IterableFollower
 from podtui.tui.widgets.pod_table import PodTable
 from tests.tui.inprocess import OTHER, InProcessServices
 

@@ -10,7 +10,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from podtui.tui.services import PodRow
+from podtui.services.front import PodRow
 from podtui.tui.widgets.pod_table import format_price, format_uptime
 
 

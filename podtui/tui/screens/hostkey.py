@@ -14,7 +14,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Static
 
-from podtui.tui.services import HostKeyCheck
+from podtui.services.front import HostKeyCheck
 
 PIN_VERIFIED = "verified"
 PIN_UNVERIFIED = "unverified"

@@ -12,15 +12,16 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Button, DataTable, Footer, Input, Label, Select, Static
 
-from podtui.services.model_ref import model_problem
+from podtui.tui.host import Hosted
+from podtui.services.inputs import ctx_option, ctx_problem, model_problem
 from podtui.tui.messages import SwapProgress
-from podtui.tui.services import GpuChoice
+from podtui.services.front import GpuChoice
 from podtui.tui.widgets.pod_table import format_price
 
 ENGINES = [("llama-server (llama.cpp)", "llama-server"), ("koboldcpp", "koboldcpp")]
 
 
-class LaunchScreen(Screen[str | None]):
+class LaunchScreen(Hosted, Screen[str | None]):
     CSS_PATH = "launch.tcss"
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+l", "launch", "Launch")]
 
@@ -95,7 +96,7 @@ class LaunchScreen(Screen[str | None]):
             return
         line = self.query_one("#fit-line", Static)
         line.update(f"checking how much context {model} fits on {gpu.name}…")
-        self.app.run_service(self.app.services.preflight_fit, model, gpu.name,
+        self.app_host.run_service(self.app_host.services.preflight_fit, model, gpu.name,
                              name="pre-flight fit", group="preflight", exclusive=True,
                              on_done=lambda text: line.update(f"✔ {text}"),
                              on_error=lambda title, fix: line.update(
@@ -111,13 +112,13 @@ class LaunchScreen(Screen[str | None]):
             return "pick a GPU"
         if problem := model_problem(model):
             return problem
-        if ctx != "auto" and not (ctx.isdigit() and int(ctx) >= 256):
-            return "CTX must be `auto` or a number of tokens ≥ 256"
+        if problem := ctx_problem(ctx):
+            return f"CTX: {problem}"
         volume = self.query_one("#volume", Input).value or "0"
         idle = self.query_one("#idle", Input).value or "0"
         if int(volume) < 10:
             return "the volume needs at least 10 GB for models and host keys"
-        return {"gpu": gpu.name, "model": model, "ctx": ctx,
+        return {"gpu": gpu.name, "model": model, "ctx": str(ctx_option(ctx)),
                 "engine": self.query_one("#engine", Select).value,
                 "volume_gb": int(volume), "idle_stop_minutes": int(idle)}
 
@@ -133,7 +134,7 @@ class LaunchScreen(Screen[str | None]):
         self.launching = True
         self.query_one("#launch", Button).disabled = True
         progress.update("launching…")
-        self.app.run_service(self.app.services.launch, spec, self.report, name="launch pod",
+        self.app_host.run_service(self.app_host.services.launch, spec, self.report, name="launch pod",
                              group="launch", on_done=self.launched, on_error=self.failed)
 
     def report(self, phase: str, fraction: float | None, detail: str = "") -> None:

@@ -14,7 +14,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
 from podtui import paths
-from podtui.tui.line_source import LineFollower
+from podtui.tui.host import Hosted
+from podtui.services.follow import LineFollower
 from podtui.tui.log_buffer import DEFAULT_CAPACITY
 from podtui.tui.messages import LogSourceEnded
 from podtui.tui.widgets.log_view import LogView
@@ -22,7 +23,7 @@ from podtui.tui.widgets.log_view import LogView
 CONTEXT_LINES = 3
 
 
-class LogsScreen(Screen[None]):
+class LogsScreen(Hosted, Screen[None]):
     CSS_PATH = "logs.tcss"
     BINDINGS = [
         Binding("escape", "back", "Back"),
@@ -66,7 +67,7 @@ class LogsScreen(Screen[None]):
 
     def follow_source(self) -> None:
         """One watcher thread owns the source; the stop Event (set in on_unmount) ends it."""
-        self.app.run_service(self.source.follow, self.log_view.feed, self._stop,
+        self.app_host.run_service(self.source.follow, self.log_view.feed, self._stop,
                              name=f"follow {self.source.title}", group="log-follower",
                              on_done=self._source_returned)
 
@@ -159,6 +160,6 @@ class LogsScreen(Screen[None]):
             target.write_text("".join(row + "\n" for row in rows), encoding="utf-8")
             return target
 
-        self.app.run_service(write, name="save log", group="log-save",
+        self.app_host.run_service(write, name="save log", group="log-save",
                              on_done=lambda path: self.notify(
                                  f"Saved {len(rows):,} lines to {path}", title="Log saved"))

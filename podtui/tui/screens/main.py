@@ -8,13 +8,15 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
+from podtui.tui.host import Hosted
+from podtui.tui.screens import flows
 from podtui.tui.screens.confirm_terminate import ConfirmTerminate
 from podtui.tui.screens.details import PodDetails
-from podtui.tui.services import PodListing, PodRow
+from podtui.services.front import PodListing, PodRow
 from podtui.tui.widgets.pod_table import PodTable, summary_text
 
 
-class MainScreen(Screen[None]):
+class MainScreen(Hosted, Screen[None]):
     CSS_PATH = "main.tcss"
     BINDINGS = [
         Binding("n", "launch", "Launch"),
@@ -56,7 +58,7 @@ class MainScreen(Screen[None]):
         self.query_one("#pod-filter").display = False
         self.table.focus()
         self.refresh_pods()
-        self.set_interval(self.app.refresh_seconds, self.refresh_pods)
+        self.set_interval(self.app_host.refresh_seconds, self.refresh_pods)
 
     # ---- live refresh --------------------------------------------------------------------------
     def refresh_pods(self) -> None:
@@ -65,7 +67,7 @@ class MainScreen(Screen[None]):
         if self.refreshing:
             return
         self.refreshing = True
-        self.app.run_service(self.app.services.list_pods, name="list pods",
+        self.app_host.run_service(self.app_host.services.list_pods, name="list pods",
                              group="pods-refresh", on_done=self.pods_listed,
                              on_error=self.listing_failed)
 
@@ -119,7 +121,7 @@ class MainScreen(Screen[None]):
 
     def _act(self, verb: str, call, row: PodRow) -> None:
         self.notify(f"{verb} {row.name}…")
-        self.app.run_service(call, row.key, name=f"{verb} {row.name}", group="pod-action",
+        self.app_host.run_service(call, row.key, name=f"{verb} {row.name}", group="pod-action",
                              on_done=self._action_done)
 
     def _action_done(self, text: str) -> None:
@@ -128,19 +130,19 @@ class MainScreen(Screen[None]):
 
     def action_stop(self) -> None:
         if row := self.selected_pod():
-            self._act("stop", self.app.services.stop, row)
+            self._act("stop", self.app_host.services.stop, row)
 
     def action_resume(self) -> None:
         if row := self.selected_pod():
-            self._act("resume", self.app.services.resume, row)
+            self._act("resume", self.app_host.services.resume, row)
 
     def action_tunnel(self) -> None:
         if row := self.selected_pod():
-            self._act("tunnel", self.app.services.toggle_tunnel, row)
+            self._act("tunnel", self.app_host.services.toggle_tunnel, row)
 
     def action_fit(self) -> None:
         if row := self.selected_pod():
-            self._act("context fit", self.app.services.context_fit, row)
+            self._act("context fit", self.app_host.services.context_fit, row)
 
     def action_terminate(self) -> None:
         row = self.selected_pod()
@@ -149,7 +151,7 @@ class MainScreen(Screen[None]):
 
         def confirmed(yes: bool | None) -> None:
             if yes:
-                self._act("terminate", self.app.services.terminate, row)
+                self._act("terminate", self.app_host.services.terminate, row)
 
         self.app.push_screen(ConfirmTerminate(row.name), confirmed)
 
@@ -162,24 +164,18 @@ class MainScreen(Screen[None]):
 
     def action_logs(self) -> None:
         row = self.table.selected
-        self.app.open_logs(self.app.services.log_follower(row.key if row else None))
+        self.app_host.open_logs(self.app_host.services.log_follower(row.key if row else None))
 
     def action_own_log(self) -> None:
-        self.app.open_logs(self.app.services.log_follower(None))
+        self.app_host.open_logs(self.app_host.services.log_follower(None))
 
     def action_verify(self) -> None:
-        from podtui.tui.flows import verify_host_key
-
         if row := self.selected_pod():
-            verify_host_key(self.app, row)
+            flows.verify_host_key(self.app_host, row)
 
     def action_swap(self) -> None:
-        from podtui.tui.flows import swap_model
-
         if row := self.selected_pod():
-            swap_model(self.app, row)
+            flows.swap_model(self.app_host, row)
 
     def action_launch(self) -> None:
-        from podtui.tui.flows import launch_pod
-
-        launch_pod(self.app)
+        flows.launch_pod(self.app_host)

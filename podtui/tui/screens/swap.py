@@ -10,8 +10,9 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Input, ProgressBar, Static
 
+from podtui.tui.host import Hosted
 from podtui.tui.messages import SwapProgress
-from podtui.tui.services import ModelOnPod, PodRow
+from podtui.services.front import ModelOnPod, PodRow
 
 PHASES = ("download", "fit", "load")
 
@@ -25,7 +26,7 @@ def format_size(size: int) -> str:
     return str(size)
 
 
-class SwapDialog(ModalScreen[str | None]):
+class SwapDialog(Hosted, ModalScreen[str | None]):
     CSS_PATH = "dialogs.tcss"
     BINDINGS = [Binding("escape", "close", "Close")]
 
@@ -82,7 +83,7 @@ class SwapDialog(ModalScreen[str | None]):
         result.update(f"Swapping to {model}… the old model keeps serving until the new one is "
                       "ready.")
         result.set_classes("")
-        self.app.run_service(self.app.services.swap_model, self.pod.key, model, self.report,
+        self.app_host.run_service(self.app_host.services.swap_model, self.pod.key, model, self.report,
                              name=f"swap {self.pod.name}", group="swap",
                              on_done=self.swap_done, on_error=self.swap_failed)
 

@@ -7,7 +7,7 @@ from rich.cells import cell_len
 from rich.text import Text
 from textual.widgets import DataTable
 
-from podtui.tui.services import PodRow
+from podtui.services.front import PodRow
 
 POD_COLUMNS = ("name", "provider", "status", "GPU", "$/hr", "uptime", "model", "ctx", "engine",
                "tunnel")

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from podtui.errors import NotBuiltYet, PodtuiError
-from podtui.tui.line_source import FileFollower, LineFollower, UnavailableFollower
+from podtui.services.follow import FileFollower, LineFollower, UnavailableFollower
 from podtui import paths
 
 

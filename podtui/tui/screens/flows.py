@@ -6,17 +6,14 @@ handler; the dialogs only decide.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from podtui.services.front import HostKeyCheck, PodRow
+from podtui.tui.host import AppHost
 from podtui.tui.screens.hostkey import PIN_UNVERIFIED, PIN_VERIFIED, HostKeyDialog
+from podtui.tui.screens.launch import LaunchScreen
 from podtui.tui.screens.swap import SwapDialog
-from podtui.tui.services import HostKeyCheck, PodRow
-
-if TYPE_CHECKING:
-    from podtui.tui.app import PodtuiApp
 
 
-def verify_host_key(app: PodtuiApp, row: PodRow) -> None:
+def verify_host_key(app: AppHost, row: PodRow) -> None:
     def checked(check: HostKeyCheck) -> None:
         def decided(choice: str | None) -> None:
             if choice in (PIN_VERIFIED, PIN_UNVERIFIED):
@@ -32,7 +29,7 @@ def verify_host_key(app: PodtuiApp, row: PodRow) -> None:
                     group="pod-action", on_done=checked)
 
 
-def swap_model(app: PodtuiApp, row: PodRow) -> None:
+def swap_model(app: AppHost, row: PodRow) -> None:
     def listed(models) -> None:
         app.push_screen(SwapDialog(row, list(models)))
 
@@ -40,8 +37,6 @@ def swap_model(app: PodtuiApp, row: PodRow) -> None:
                     group="pod-action", on_done=listed)
 
 
-def launch_pod(app: PodtuiApp) -> None:
-    from podtui.tui.screens.launch import LaunchScreen
-
+def launch_pod(app: AppHost) -> None:
     app.run_service(app.services.gpu_catalog, name="GPU catalog", group="launch",
                     on_done=lambda gpus: app.push_screen(LaunchScreen(list(gpus))))

@@ -1,4 +1,5 @@
-"""TuiServices over the real providers (podtui.providers) and PodService (podtui.services.pods).
+"""TuiServices over the real providers (podtui.providers) and PodService (podtui.services.pods):
+what the TUI's screens do, without Textual.
 
 Each configured provider contributes its pods; a provider that fails to list shows up as a
 problem in the footer, not as a dialog, so one dead API never hides the other providers' pods.
@@ -11,24 +12,22 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from podtui.agent.client import AgentClient
 from podtui.errors import PodtuiError
 from podtui.providers.base import Pod, PodSpec, Provider
-from podtui.services.pods import PodService
-from podtui.ssh.agent_client import AgentClient
-from podtui.ssh.connection import ConnectOptions, SshConnection
-from podtui.ssh.hostkeys import HostKey, PrintedBlock
-from podtui.ssh.known_hosts import KnownHosts
-from podtui.ssh.target import SshTarget, pod_alias
-from podtui.ssh.trust import HostKeyPolicy
+from podtui.services import hostkeys, sessions
+from podtui.services.follow import AgentLogFollower, IterableFollower, LineFollower
+from podtui.services.front import (GpuChoice, HostKeyCheck, ModelOnPod, PodListing, PodRow,
+                                   ProgressCallback, TuiServices)
+from podtui.services.pods import PodService, pod_target
+from podtui.services.sessions import AgentSessions
+from podtui.ssh.hostkeys import HostKey, NoPrintedBlock, PrintedBlock
+from podtui.ssh.target import pod_alias
 from podtui.ssh.tunnel import ForwardSpec, LocalPortBusy, Tunnel
-from podtui.tui.agent_sessions import AgentLogFollower, AgentSessions, swap_progress
-from podtui.tui.line_source import IterableFollower, LineFollower
-from podtui.tui.services import (GpuChoice, HostKeyCheck, ModelOnPod, PodListing, PodRow,
-                                 ProgressCallback, TuiServices)
 
 activity = logging.getLogger("podtui.tui")  # the TUI's activity log (L)
 
@@ -80,29 +79,9 @@ class ProviderServices(TuiServices):
                       status=pod.status, gpu=pod.gpu, price_per_hour=pod.price_per_hr,
                       uptime_s=pod.uptime_s, model=pod.env.get("MODEL", ""),
                       ctx=int(ctx) if ctx.isdigit() else None,
-                      engine_state=_engine_state(getattr(pod, "detail", "")),
+                      engine_state=_engine_state(pod.detail),
                       tunnel_url=tunnel[1] if tunnel else "",
                       idle_minutes=pod.idle_s / 60 if pod.idle_s is not None else None)
-
-    @staticmethod
-    def _known_hosts(service: PodService) -> KnownHosts:
-        return service.known_hosts
-
-    def _target(self, key: str) -> tuple[PodService, Pod, SshTarget]:
-        """The pod as an SSH target with its pins (it must run and expose port 22): an added SSH
-        host under its `[host]:port` name, a cloud pod under `podtui-<id>`."""
-        service, pod_id = self._split(key)
-        host_of = getattr(service.provider, "host", None)  # podtui.providers.ssh_host
-        if host_of is not None:
-            host = host_of(pod_id)
-            return service, service.provider.get_pod(pod_id), host.target()
-        pod = service.provider.get_pod(pod_id)
-        if not pod.running or pod.ssh is None:
-            raise PodtuiError(f"{pod.name} is {pod.status} without a public SSH port",
-                              "resume it (r) and wait until it runs")
-        target = SshTarget(pod.ssh.host, pod.ssh.port, pod.ssh.user, pod_alias(pod.id),
-                           f"pod {pod.id} ({pod.name})", pod_id=pod.id)
-        return service, pod, target
 
     # ---- pods ----------------------------------------------------------------------------------
     def list_pods(self) -> PodListing:
@@ -116,7 +95,7 @@ class ProviderServices(TuiServices):
                 continue
             listing.rows.extend(self._row(provider, pod) for pod in pods)
             listing.problems.extend(f"{pod.name}: {pod.detail}" for pod in pods
-                                    if getattr(pod, "detail", "") and not pod.running)
+                                    if pod.detail and not pod.running)
         return listing
 
     def stop(self, key: str) -> str:
@@ -137,7 +116,7 @@ class ProviderServices(TuiServices):
     # ---- launch --------------------------------------------------------------------------------
     def _launcher(self) -> PodService:
         for service in self.services:
-            if service.provider.name == "runpod":
+            if service.provider.can_launch:
                 return service
         raise PodtuiError("launching a pod needs a Runpod API key",
                           "restart podtui and enter the key, or set RUNPOD_API_KEY; the local pod "
@@ -189,28 +168,17 @@ class ProviderServices(TuiServices):
         if pod.ssh is None:
             raise PodtuiError(f"{pod.name} has no public SSH port yet ({pod.status})",
                               "wait until it runs, then press v again")
-        target = SshTarget(pod.ssh.host, pod.ssh.port, pod.ssh.user, pod_alias(pod.id),
-                           f"pod {pod.id}", pod_id=pod.id)
-        policy = HostKeyPolicy(service.known_hosts, target.alias, target.label)
-        presented = SshConnection(target, policy, ConnectOptions(connect_timeout=10)) \
-            .probe_host_key()
+        target = pod_target(pod)
+        presented = hostkeys.probe(target, service.known_hosts)
         try:
             block = service.fetch_printed_block(pod, timeout_s=HOST_KEY_LOG_WAIT_S)
-        except PodtuiError as exc:
-            if "no host-key block" not in exc.title:
-                raise          # a tampered or foreign block is an error, not "nothing printed"
+        except NoPrintedBlock:   # a tampered or foreign block is an error, not "nothing printed"
             block = None
-        printed = None
-        if block is not None:
-            same_type = [k for k in block.keys if k.key_type == presented.key_type]
-            printed = (same_type or list(block.keys))[0].fingerprint
-        pinned = [pin for pin in service.known_hosts.pins_for(target.alias)
-                  if pin.key.key_type == presented.key_type]
+        seen = hostkeys.compare(presented, block, service.known_hosts.pins_for(target.alias))
         with self._lock:
             self._checks[key] = _PendingCheck(pod, presented, block)
         return HostKeyCheck(pod_name=pod.name, key_type=presented.key_type,
-                            presented=presented.fingerprint, printed=printed,
-                            pinned=pinned[0].key.fingerprint if pinned else None,
+                            presented=presented.fingerprint, printed=seen.printed, pinned=seen.pinned,
                             source=f"{service.provider.name} pod log")
 
     def pin_host_key(self, key: str, check: HostKeyCheck, *, verified: bool) -> str:
@@ -219,38 +187,19 @@ class ProviderServices(TuiServices):
             pending = self._checks.get(key)
         if pending is None or pending.presented.fingerprint != check.presented:
             raise PodtuiError("the host key changed since it was shown", "press v again")
-        alias = pod_alias(pending.pod.id)
+        hostkeys.pin_checked(service.known_hosts, pod_alias(pending.pod.id), pending.presented,
+                             pending.block, verified=verified)
         if verified:
-            # Pin what the pod printed (every key type), checked equal to what the server showed.
-            keys = list(pending.block.keys) if pending.block and check.matches \
-                else [pending.presented]
-            service.known_hosts.replace(alias, keys, verified=True)
             return f"pinned {check.presented} for {pending.pod.name} (verified)"
-        service.known_hosts.replace(alias, [pending.presented], verified=False)
         return f"pinned {check.presented} for {pending.pod.name} as UNVERIFIED"
 
     # ---- the agent ------------------------------------------------------------------------------
     @contextmanager
     def _agent(self, key: str) -> Iterator[tuple[AgentClient, Pod]]:
-        """An open agent client for the pod, closed afterwards. The local pod is reached through
-        its local bridge (no SSH); any other pod over SSH with its pinned host key."""
+        """An open agent client for the pod and the pod, closed afterwards (services.sessions)."""
         service, pod_id = self._split(key)
-        provider = service.provider
-        local_daemon = getattr(provider, "daemon", None)   # podtui.providers.local.LocalProvider
-        host_of = getattr(provider, "host", None)           # podtui.providers.ssh_host
-        if host_of is not None:   # its identity and agent command come from podtui's config
-            with provider.agent(host_of(pod_id)) as client:
-                yield client, provider.get_pod(pod_id)
-            return
-        if local_daemon is not None:
-            pod, client = provider.get_pod(pod_id), local_daemon.client()
-        else:
-            service, pod, target = self._target(key)
-            client = self.sessions.client(self._known_hosts(service), target)
-        try:
-            yield client, pod
-        finally:
-            client.close()
+        with sessions.agent_for(service.provider, pod_id, service.known_hosts, self.sessions) as opened:
+            yield opened
 
     def models_on_pod(self, key: str) -> list[ModelOnPod]:
         with self._agent(key) as (client, _):
@@ -281,17 +230,12 @@ class ProviderServices(TuiServices):
         if running:
             running[0].stop()
             return f"tunnel {running[1]} closed"
-        service, _ = self._split(key)
-        if getattr(service.provider, "daemon", None) is not None:
+        service, pod_id = self._split(key)
+        connection, pod = sessions.tunnel_connection(service.provider, pod_id, service.known_hosts,
+                                                     self.sessions)
+        if connection is None:
             return (f"no tunnel needed: the local pod's engine is at "
-                    f"{service.provider.base_url()} already")
-        service, pod, target = self._target(key)
-        options = self.sessions.options
-        host_of = getattr(service.provider, "host", None)
-        if host_of is not None:   # an added SSH host logs in with the identity it was added with
-            options = ConnectOptions(identity=host_of(pod.id).identity)
-        connection = SshConnection(target, HostKeyPolicy(service.known_hosts, target.alias,
-                                                         target.label), options)
+                    f"http://127.0.0.1:{pod.engine_port}/v1 already")
         busy = None
         for port in self.tunnel_ports:
             tunnel = Tunnel(connection, [ForwardSpec("127.0.0.1", port, "127.0.0.1",
@@ -332,9 +276,8 @@ class ProviderServices(TuiServices):
             return super().log_follower(None)
         service, pod_id = self._split(key)
         provider = service.provider
-        if provider.name == "runpod" and \
-                any(pin.verified for pin in service.known_hosts.pins_for(pod_alias(pod_id))):
-            _, _, target = self._target(key)
+        target = sessions.agent_log_target(provider, pod_id, service.known_hosts)
+        if target is not None:
             return AgentLogFollower(lambda: self.sessions.client(service.known_hosts, target),
                                     title=f"engine and agent log of pod {pod_id}",
                                     last=self.log_tail)
@@ -343,3 +286,30 @@ class ProviderServices(TuiServices):
             return (line.line for line in provider.logs(pod_id, tail=self.log_tail, follow=True))
 
         return IterableFollower(lines, title=f"{provider.name} log of pod {pod_id}")
+
+
+def swap_progress(progress: ProgressCallback) -> Callable[[str, dict], None]:
+    """The agent's swap events mapped onto the dialog's three bars: download, fit, load."""
+
+    def on_event(kind: str, data: dict) -> None:
+        if kind == "progress":
+            phase = str(data.get("phase", ""))
+            if phase in ("download", "verify"):
+                total, done = data.get("total"), data.get("bytes")
+                fraction = done / total if isinstance(total, int) and total and \
+                    isinstance(done, int) else None
+                progress("download", fraction, f"{data.get('file', '')}")
+            elif phase == "resolve":
+                progress("download", None, f"resolving {data.get('model', '')}")
+            elif "fit" in phase or "estimate" in phase:
+                progress("download", 1.0, "")
+                progress("fit", data.get("fraction"), str(data.get("message", "")))
+            else:
+                progress("load", None, str(data.get("message", phase)))
+        elif kind == "state":
+            state = str(data.get("state", ""))
+            progress("download", 1.0, "")
+            progress("fit", 1.0, "")
+            progress("load", 1.0 if state == "ready" else None, state)
+
+    return on_event

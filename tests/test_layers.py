@@ -1,12 +1,27 @@
-"""The CLI path never loads textual; the agent never loads paramiko or podtui (fast start, lean pod)."""
+"""The layering holds: the import-linter contracts in pyproject.toml (checked statically), and
+at run time the CLI path never loads textual, the agent never loads paramiko or podtui (fast
+start, lean pod), and heavy imports stay lazy."""
 
 from __future__ import annotations
 
 import json
+import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_the_import_contracts_in_pyproject_hold():
+    """tui → services → providers → agent → ssh, and the forbidden edges (see pyproject.toml)."""
+    lint = Path(sys.executable).parent / "lint-imports"
+    out = subprocess.run([str(lint), "--no-cache"], cwd=REPO, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout[-4000:]
+    assert "0 broken" in out.stdout
 
 
 def loaded_modules(*imports: str) -> set[str]:
@@ -16,14 +31,24 @@ def loaded_modules(*imports: str) -> set[str]:
     return {name.split(".")[0] for name in json.loads(out.stdout)}
 
 
+def podtui_modules_below_the_tui() -> list[str]:
+    import podtui
+
+    return [m.name for m in pkgutil.walk_packages(podtui.__path__, prefix="podtui.")
+            if not m.name.startswith("podtui.tui") and not m.name.endswith("__main__")]
+
+
 @pytest.mark.parametrize("module", ["podtui.cli", "podtui.ssh", "podtui.errors", "podtui.paths"])
 def test_cli_path_does_not_load_textual(module):
     assert "textual" not in loaded_modules(module)
 
 
-def test_remote_agent_loads_neither_textual_paramiko_nor_podtui():
-    import pkgutil
+def test_nothing_below_the_tui_loads_textual_at_import():
+    """Every module of commands/, services/, providers/, agent/, ssh/ imported at once."""
+    assert "textual" not in loaded_modules(*podtui_modules_below_the_tui())
 
+
+def test_remote_agent_loads_neither_textual_paramiko_nor_podtui():
     import remote_agent
 
     names = ["remote_agent"] + [m.name for m in

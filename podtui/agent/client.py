@@ -1,8 +1,9 @@
-"""Client of the in-pod agent over an SSH exec channel running `remote-agent rpc`.
+"""Client of the in-pod agent over a channel running `remote-agent rpc`.
 
-paramiko cannot open a remote Unix socket (no streamlocal forwarding), so the agent's socket is
-reached through the bridge command, which copies lines between its stdio and the socket. The
-channel carries the JSON-lines protocol of remote_agent/protocol.py: requests, results/errors,
+Over SSH the channel is an exec channel: paramiko cannot open a remote Unix socket (no streamlocal
+forwarding), so the agent's socket is reached through the bridge command, which copies lines
+between its stdio and the socket. On this machine it is the same bridge as a local subprocess
+(podtui.agent.local_bridge). The channel carries the JSON-lines protocol of remote_agent/protocol.py: requests, results/errors,
 stream events, cancel. One reader thread routes every incoming message to the waiting request by
 id, so several calls (a log follower and a status poll, say) can share one channel.
 """
@@ -13,15 +14,44 @@ import itertools
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, BinaryIO, Protocol
 
 from remote_agent import protocol
 
 from podtui.errors import PodtuiError
-from podtui.ssh.connection import SshConnection
 
 DEFAULT_AGENT_COMMAND = "remote-agent rpc"
 _CLOSED = object()
+
+
+class Channel(Protocol):
+    """The part of paramiko's Channel the client uses; podtui.agent.local_bridge.LocalChannel has it too."""
+
+    def makefile(self, mode: str = "rb") -> BinaryIO: ...
+    def sendall(self, data: bytes) -> None: ...
+    def recv_stderr_ready(self) -> bool: ...
+    def recv_stderr(self, n: int) -> bytes: ...
+    def close(self) -> None: ...
+
+
+class _Labelled(Protocol):
+    label: str
+
+
+class ChannelOpener(Protocol):
+    """What opens the bridge: podtui.ssh.connection.SshConnection (an exec channel over a verified
+    connection) or podtui.agent.local_bridge.LocalBridge (a local subprocess)."""
+
+    @property
+    def target(self) -> _Labelled: ...
+
+    def open_exec(self, command: str, timeout: float = 10.0) -> Channel: ...
+
+
+def logs_tail_params(n: int, *, follow: bool, source: str = "all") -> dict:
+    """The `logs.tail` request's params: the last `n` lines (n >= 0) of `source` ("engine",
+    "agent" or "all"), then new ones while `follow`. The one place they are built."""
+    return {"n": max(0, int(n)), "follow": follow, "source": source}
 
 
 class AgentError(PodtuiError):
@@ -38,7 +68,15 @@ class AgentUnavailable(PodtuiError):
 
 
 class AgentClient:
-    def __init__(self, connection: SshConnection, command: str = DEFAULT_AGENT_COMMAND,
+    """One conversation with remote-agent on one channel; several requests may share it.
+
+    `open()` starts the bridge and waits for the greeting; `call()` and `stream()` send requests.
+    Errors: AgentUnavailable (no greeting, wrong protocol, the channel closed), AgentError (the
+    agent refused a request, or `call` timed out: code "timeout"). Opening over SSH may also raise
+    what the connection raises (podtui.errors.HostKeyNotVerified, CannotConnect).
+    """
+
+    def __init__(self, connection: ChannelOpener, command: str = DEFAULT_AGENT_COMMAND,
                  hello_timeout: float = 15.0) -> None:
         self.connection = connection
         self.command = command
@@ -53,6 +91,9 @@ class AgentClient:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def open(self) -> dict:
+        """Start the bridge and return the agent's greeting
+        (`{"hello": "remote-agent", "protocol": 1, "version": …}`), waiting at most hello_timeout
+        seconds. Raises AgentUnavailable when it does not greet or speaks another protocol."""
         self._channel = self.connection.open_exec(self.command)
         threading.Thread(target=self._read_loop, daemon=True, name="podtui-agent-reader").start()
         try:
@@ -79,6 +120,7 @@ class AgentClient:
         return hello
 
     def close(self) -> None:
+        """Close the channel (the bridge exits; pending requests get AgentUnavailable)."""
         if self._channel is not None:
             self._channel.close()
 
@@ -92,7 +134,11 @@ class AgentClient:
     # -- requests ----------------------------------------------------------------------------
     def call(self, method: str, params: dict | None = None,
              on_event: Callable[[str, dict], None] | None = None, timeout: float | None = 120.0) -> Any:
-        """Send one request; deliver its stream events to on_event; return its result."""
+        """Send one request and return its result (the JSON value the agent answered: a dict for
+        status/engine.*, a list for models.list). Stream events, if any, go to
+        on_event(kind, data) on this thread as they arrive. timeout: seconds to wait for each
+        message; None waits as long as the agent works (a swap may download for minutes).
+        Raises AgentError (the agent's error, or code "timeout") or AgentUnavailable."""
         request_id, inbox = self._send_request(method, params)
         try:
             while True:
@@ -106,8 +152,8 @@ class AgentClient:
             self._forget(request_id)
 
     def stream(self, method: str, params: dict | None = None) -> Iterator[tuple[str, dict]]:
-        """Events of a long request (logs follow) as (kind, data); closing the iterator cancels it.
-        The final result ends the iteration."""
+        """Events of a long request (logs follow) as (kind, data) tuples; closing the iterator
+        cancels it. The final result ends the iteration; an error result raises AgentError."""
         request_id, inbox = self._send_request(method, params)
         finished = False
         try:
@@ -125,7 +171,12 @@ class AgentClient:
                 self._drain_until_final(inbox)
             self._forget(request_id)
 
+    def logs(self, n: int, *, follow: bool, source: str = "all") -> Iterator[tuple[str, dict]]:
+        """`logs.tail` as a stream (see stream()): "log" events carry {line, ts, source}."""
+        return self.stream("logs.tail", logs_tail_params(n, follow=follow, source=source))
+
     def cancel(self, request_id: Any) -> None:
+        """Ask the agent to stop request `request_id` (a follow); its final answer still comes."""
         self._send({"method": "cancel", "params": {"id": request_id}})
 
     # -- internals ---------------------------------------------------------------------------

@@ -11,8 +11,10 @@ import queue
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+
+from podtui.agent.client import AgentClient
 
 Emit = Callable[[list[str]], None]
 
@@ -128,3 +130,30 @@ class UnavailableFollower(LineFollower):
 
     def follow(self, emit: Emit, stop: threading.Event) -> None:
         raise self._error
+
+
+class AgentLogFollower(LineFollower):
+    """`logs.tail` with follow, on a channel of its own; the stop Event closes that channel."""
+
+    def __init__(self, open_client: Callable[[], AgentClient], title: str, last: int = 1000) -> None:
+        self._open_client = open_client
+        self.title = title
+        self._last = last
+
+    def follow(self, emit: Emit, stop: threading.Event) -> None:
+        client = self._open_client()
+        threading.Thread(target=lambda: (stop.wait(), client.close()), daemon=True,
+                         name=f"close {self.title}").start()
+        try:
+            IterableFollower(lambda: self._lines(client), self.title).follow(emit, stop)
+        except Exception:
+            if not stop.is_set():      # not the channel we closed on purpose
+                raise
+        finally:
+            stop.set()                 # closes the channel if the stream ended by itself
+
+    def _lines(self, client: AgentClient) -> Iterator[str]:
+        for kind, data in client.logs(self._last, follow=True):
+            if kind == "log":
+                source = data.get("source", "")
+                yield f"[{source}] {data.get('line', '')}" if source else str(data.get("line", ""))
