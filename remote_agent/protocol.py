@@ -34,13 +34,21 @@ INTERNAL = "internal"
 EVENT_KINDS = ("log", "progress", "state")
 
 
-class ProtocolError(Exception):
-    """A line that is not a valid protocol message; `code` is one of the error codes above."""
+class WireError(Exception):
+    """The root of every error the daemon answers with: it goes on the wire as
+    {"code": code, "message": message}. `str(exc)` is the message."""
 
-    def __init__(self, code: str, message: str, request_id: Any = None) -> None:
+    def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class ProtocolError(WireError):
+    """A line that is not a valid protocol message; `code` is one of the error codes above."""
+
+    def __init__(self, code: str, message: str, request_id: Any = None) -> None:
+        super().__init__(code, message)
         self.request_id = request_id
 
 

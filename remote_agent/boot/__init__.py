@@ -21,7 +21,6 @@ import subprocess
 import threading
 
 from remote_agent import __version__
-from remote_agent.child_env import SECRET_ENV
 from remote_agent.boot.config import (
     BootConfig,
     BootConfigError,
@@ -38,6 +37,7 @@ from remote_agent.boot.steps import (
     start_daemon,
     start_sshd,
 )
+from remote_agent.child_env import SECRET_ENV
 from remote_agent.idle import DownloadProbe, EngineProbe, IdleWatcher, SshSessionProbe, stop_pod
 
 SUPERVISE_POLL_S = 0.5

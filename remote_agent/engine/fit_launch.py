@@ -116,10 +116,10 @@ async def _try_ctx(engine: EngineControls, config: EngineConfig, measure_peak: b
     try:
         await engine.launch(config)
     except EngineFailure as failure:
-        if failure.kind == OOM:
+        if failure.code == OOM:
             oom = find_oom(engine.failed_tail()) or OomInfo(None, "unknown", failure.message)
             return LaunchOutcome(False, oom=oom)
-        return LaunchOutcome(False, error=failure.message, error_kind=failure.kind)
+        return LaunchOutcome(False, error=failure.message, error_kind=failure.code)
     # On the CPU stand-in the peak virtual size is what the limit counts; a GPU's peak is not
     # measured (then the search does not probe upward).
     pid = engine.engine_pid()

@@ -245,16 +245,16 @@ class EngineSupervisor:
         try:
             config = await self._launch_or_fit(command.config)
         except EngineFailure as failure:
-            log.warning("swap to %s failed (%s); rolling back to %s", command.config.model, failure.kind, old.model)
+            log.warning("swap to %s failed (%s); rolling back to %s", command.config.model, failure.code, old.model)
             self._emit("state", {"state": "rolling_back", "to": old.model})
             try:
                 await self._launch(old)
             except EngineFailure as second:
                 self._fail(failure)
-                raise EngineFailure(failure.kind, f"{failure.message}; rolling back to {old.model} failed too: "
+                raise EngineFailure(failure.code, f"{failure.message}; rolling back to {old.model} failed too: "
                                     f"{second.message}", failure.log_tail) from None
             self.last_error = failure
-            raise EngineFailure(failure.kind, f"{failure.message}; rolled back to {old.model}, which keeps serving",
+            raise EngineFailure(failure.code, f"{failure.message}; rolled back to {old.model}, which keeps serving",
                                 failure.log_tail) from None
         self.last_error = None
         self._on_ready(config)
@@ -275,14 +275,14 @@ class EngineSupervisor:
             await asyncio.sleep(0.1)
 
     def _pause(self, failure: EngineFailure) -> None:
-        self.last_error = EngineFailure(failure.kind, f"{failure.message}; paused instead of crash-looping: pick a "
+        self.last_error = EngineFailure(failure.code, f"{failure.message}; paused instead of crash-looping: pick a "
                                         "smaller model or quant, or free memory, then engine.start or engine.swap")
         log.error("engine paused: %s", self.last_error.message)
         self._set_state(PAUSED, error=self.last_error.to_dict())
 
     def _fail(self, failure: EngineFailure) -> None:
         self.last_error = failure
-        log.error("engine failure (%s): %s", failure.kind, failure.message)
+        log.error("engine failure (%s): %s", failure.code, failure.message)
         self._set_state(FAILED, error=failure.to_dict())
 
     # ---- crashes and restarts ------------------------------------------------------------
@@ -319,11 +319,11 @@ class EngineSupervisor:
             return self._pause(failure)
         self._failures += 1
         self.last_error = failure
-        log.error("engine failure %d in a row (%s): %s", self._failures, failure.kind, failure.message)
-        if failure.kind in NOT_RETRIED or self._failures > self.timings.max_restarts:
+        log.error("engine failure %d in a row (%s): %s", self._failures, failure.code, failure.message)
+        if failure.code in NOT_RETRIED or self._failures > self.timings.max_restarts:
             reason = (f"paused after {self._failures} failure(s) in a row instead of crash-looping; last: "
                       f"{failure.message}. Fix the cause, then engine.start or engine.swap")
-            self.last_error = EngineFailure(failure.kind, reason, failure.log_tail)
+            self.last_error = EngineFailure(failure.code, reason, failure.log_tail)
             self._set_state(PAUSED, error=self.last_error.to_dict())
             return
         delay = min(self.timings.restart_backoff * 2 ** (self._failures - 1), self.timings.max_backoff)

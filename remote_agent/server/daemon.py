@@ -19,13 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from remote_agent import __version__, hostkey_block, protocol
-from remote_agent.server.handlers import Agent, RequestError
-from remote_agent.engine.adapters.base import EngineFailure
-from remote_agent.server.linereader import OverlongLine, bounded_lines
 from remote_agent.engine.logbuf import LogBuffer
-from remote_agent.server.methods import METHODS, ParamError
-from remote_agent.models.errors import ModelError
 from remote_agent.paths import UnsafeSocketPlace, prepare_socket_dir
+from remote_agent.server.handlers import Agent
+from remote_agent.server.linereader import OverlongLine, bounded_lines
+from remote_agent.server.methods import METHODS, ParamError
 from remote_agent.server.settings import AgentSettings
 
 MAX_IN_FLIGHT = 32  # per connection; more gets a `busy` error instead of unbounded tasks
@@ -136,10 +134,8 @@ class Connection:
             if asyncio.current_task() not in self.cancelled_by_client:
                 raise
             reply = protocol.error(rid, protocol.CANCELLED, f"{request.method} was cancelled")
-        except EngineFailure as exc:
-            reply = protocol.error(rid, exc.kind, exc.message)
-        except (RequestError, ModelError) as exc:
-            reply = protocol.error(rid, exc.code, str(exc))
+        except protocol.WireError as exc:  # EngineFailure, ModelError, RequestError, ...
+            reply = protocol.error(rid, exc.code, exc.message)
         except Exception as exc:
             log.exception("%s failed", request.method)
             reply = protocol.error(rid, protocol.INTERNAL, f"{request.method} failed inside the agent: {exc!r}")

@@ -13,29 +13,25 @@ from dataclasses import replace
 from pathlib import Path
 
 from remote_agent import __version__
-from remote_agent.engine.ctx import FitRequest, choose_ctx, parse_ctx
 from remote_agent.engine.adapters.base import EngineConfig, EngineFailure
+from remote_agent.engine.ctx import FitRequest, choose_ctx, parse_ctx
+from remote_agent.engine.logbuf import SOURCES, LogBuffer
+from remote_agent.engine.supervisor import EngineSupervisor
 from remote_agent.fit.agent_fit import AgentFitter, FitSettings
 from remote_agent.fit.budget import BudgetError, EngineOverhead
 from remote_agent.idle import DownloadProbe, EngineProbe, IdleWatcher
-from remote_agent.engine.logbuf import SOURCES, LogBuffer
+from remote_agent.protocol import INTERNAL, WireError
 from remote_agent.server.settings import AgentSettings
 from remote_agent.server.state import StateStore
 from remote_agent.server.status import cached_gpus, disk_free_bytes
-from remote_agent.engine.supervisor import EngineSupervisor
 
 Emit = Callable[[str, dict], None]
 PROGRESS_INTERVAL_S = 0.1  # download progress is merged to at most ten events a second
 log = logging.getLogger("remote_agent.agent")
 
 
-class RequestError(Exception):
-    """A request the agent refuses; `code` goes on the wire."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class RequestError(WireError):
+    """A request the agent refuses (no_model, no_budget, in_use); `code` goes on the wire."""
 
 
 class Agent:
@@ -94,12 +90,11 @@ class Agent:
         log.info("starting MODEL=%s", self.settings.model)
         try:
             config = await self.engine_config({"model": self.settings.model}, self._log_boot_progress())
-        except (RequestError, EngineFailure) as exc:
-            await self.supervisor.report_failure(EngineFailure(getattr(exc, "code", "bad_model"), str(exc)))
+        except WireError as exc:  # ModelError, RequestError
+            await self.supervisor.report_failure(EngineFailure(exc.code, exc.message))
             return
-        except Exception as exc:  # ModelError and friends
-            code = getattr(exc, "code", "internal")
-            await self.supervisor.report_failure(EngineFailure(code, str(exc)))
+        except Exception as exc:
+            await self.supervisor.report_failure(EngineFailure(INTERNAL, str(exc)))
             return
         await self.supervisor.autostart(config)
 

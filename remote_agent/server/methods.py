@@ -6,16 +6,21 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from remote_agent.engine.ctx import parse_ctx
 from remote_agent.engine.adapters import ADAPTERS
-from remote_agent.fit.estimate import CACHE_TYPE_BYTES
+from remote_agent.engine.ctx import parse_ctx
 from remote_agent.engine.logbuf import SOURCES
+from remote_agent.fit.estimate import CACHE_TYPE_BYTES
+from remote_agent.protocol import BAD_PARAMS, WireError
 
 MAX_LOG_TAIL = 100_000
 
 
-class ParamError(Exception):
-    """Params that do not fit the method; the message names the parameter and what it must be."""
+class ParamError(WireError):
+    """Params that do not fit the method; the message names the parameter and what it must be.
+    The daemon answers it as bad_params, the message prefixed with the method's name."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(BAD_PARAMS, message)
 
 
 def _model(value: Any) -> None:

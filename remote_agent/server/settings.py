@@ -8,10 +8,10 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from remote_agent.engine.ctx import parse_ctx
 from remote_agent.engine.adapters import ADAPTERS
-from remote_agent.paths import default_models_dir, default_socket_path, default_state_dir
+from remote_agent.engine.ctx import parse_ctx
 from remote_agent.engine.supervisor import Timings
+from remote_agent.paths import default_models_dir, default_socket_path, default_state_dir
 
 DEFAULT_PORT = 5002
 

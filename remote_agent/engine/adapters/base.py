@@ -12,8 +12,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from remote_agent.engine.ctx import FitRequest
+from remote_agent.protocol import WireError
 
-# Failure kinds (the `kind` of status.last_error and the `code` of a failed engine request).
+# Failure codes (the `kind` of status.last_error and the `code` of a failed engine request).
 OOM = "oom"
 BAD_MODEL = "bad_model"
 PORT_IN_USE = "port_in_use"
@@ -25,17 +26,17 @@ FAILURE_KINDS = (OOM, BAD_MODEL, PORT_IN_USE, MISSING_BINARY, CRASHED, HEALTH_TI
 ENGINE_HOST = "127.0.0.1"  # engines listen on loopback only: they are reached through the SSH tunnel
 
 
-class EngineFailure(Exception):
-    """An engine that would not start or stopped serving; `kind` is one of FAILURE_KINDS."""
+class EngineFailure(WireError):
+    """An engine that would not start or stopped serving; `code` is one of FAILURE_KINDS (or the
+    fit's fit_error / search kinds), `log_tail` the engine's last output lines."""
 
-    def __init__(self, kind: str, message: str, log_tail: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
+    def __init__(self, code: str, message: str, log_tail: list[str] | None = None) -> None:
+        super().__init__(code, message)
         self.log_tail = log_tail or []
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "message": self.message}
+        """status.last_error's shape: {"kind": code, "message": message}."""
+        return {"kind": self.code, "message": self.message}
 
 
 class NothingFits(EngineFailure):

@@ -35,10 +35,10 @@ def test_koboldcpp_out_of_memory_and_bad_model_lines_are_classified():
     oom = adapter.classify(-6, ["Loading model...", "ggml_backend_cuda_buffer_type_alloc_buffer: allocating "
                                 "8192.00 MiB on device 0: cudaMalloc failed: out of memory",
                                 "CUDA error: out of memory", "Aborted"])
-    assert oom.kind == "oom" and "SIGABRT" in oom.message
+    assert oom.code == "oom" and "SIGABRT" in oom.message
     bad = adapter.classify(1, ["Cannot find model file: /models/x.gguf"])
-    assert bad.kind == "bad_model"
-    assert adapter.classify(1, ["Traceback (most recent call last):", "KeyError: 'x'"]).kind == "crashed"
+    assert bad.code == "bad_model"
+    assert adapter.classify(1, ["Traceback (most recent call last):", "KeyError: 'x'"]).code == "crashed"
 
 
 def test_the_daemon_runs_and_health_checks_a_koboldcpp_stand_in(make_daemon, standin_bin, tiny_model, tmp_path):

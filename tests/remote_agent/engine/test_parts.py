@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from remote_agent.server.linereader import OverlongLine, bounded_lines
 from remote_agent.engine.logbuf import LogBuffer
+from remote_agent.server.linereader import OverlongLine, bounded_lines
 from remote_agent.server.state import StateStore
 
 
@@ -67,7 +67,7 @@ def test_state_is_written_atomically_and_a_corrupt_file_is_set_aside(tmp_path):
 ])
 def test_llama_server_failures_are_classified_from_its_log(lines, kind):
     from remote_agent.engine.adapters import adapter_for
-    assert adapter_for("llama-server").classify(1, lines).kind == kind
+    assert adapter_for("llama-server").classify(1, lines).code == kind
 
 
 def test_status_gpus_is_null_without_nvidia_smi(monkeypatch, tmp_path):

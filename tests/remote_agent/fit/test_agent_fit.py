@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from remote_agent.engine.ctx import FitRequest, choose_ctx
 from remote_agent.engine.adapters import adapter_for
 from remote_agent.engine.adapters.base import EngineConfig
+from remote_agent.engine.ctx import FitRequest, choose_ctx
 from remote_agent.fit.agent_fit import AgentFitter, FitSettings, FitTarget, run_config
 from remote_agent.fit.estimate import EstimateError
 from remote_agent.server.settings import SettingsError, add_daemon_arguments, settings_from

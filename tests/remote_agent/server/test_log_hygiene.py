@@ -10,10 +10,10 @@ import subprocess
 import pytest
 
 from podtui.ssh.hostkeys import HostKey, format_block, parse_printed_blocks
-from remote_agent.server.daemon import setup_logging
 from remote_agent.engine.logbuf import LogBuffer
 from remote_agent.models.errors import ModelError
 from remote_agent.models.refs import check_repo_path
+from remote_agent.server.daemon import setup_logging
 
 
 def host_key(path) -> HostKey:
