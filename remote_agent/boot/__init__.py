@@ -39,25 +39,11 @@ from remote_agent.boot.steps import (
 )
 from remote_agent.child_env import SECRET_ENV
 from remote_agent.idle import DownloadProbe, EngineProbe, IdleWatcher, SshSessionProbe, stop_pod
+from remote_agent.procgroup import terminate_popen
 
 SUPERVISE_POLL_S = 0.5
+STOP_GRACE_S = 10.0  # the daemon stops its engine within this (its own stop grace is shorter)
 WARN_AHEAD_UNITS = 5  # warn 5 minutes (units) before the idle stop
-
-
-def _stop_child(proc: subprocess.Popen | None, grace: float = 10.0) -> None:
-    """SIGTERM the child's own process group (started with start_new_session), then SIGKILL."""
-    if proc is None or proc.poll() is not None:
-        return
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 class Boot:
@@ -135,8 +121,9 @@ class Boot:
 
     def stop_children(self) -> None:
         self.shutdown.set()
-        _stop_child(self.daemon)
-        _stop_child(self.sshd)
+        for child in (self.daemon, self.sshd):  # each leads its own group (start_new_session)
+            if child is not None:
+                terminate_popen(child, STOP_GRACE_S)
 
     def report(self, error: BootError) -> None:
         self.rep.raw(f"[boot] ERROR: {error.problem}")

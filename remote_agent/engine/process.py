@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import resource
-import signal
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -17,6 +15,7 @@ from remote_agent.engine.adapters.base import (
     HEALTH_TIMEOUT, MISSING_BINARY, PORT_IN_USE, EngineAdapter, EngineConfig, EngineFailure)
 from remote_agent.engine.httpget import http_get, port_is_open
 from remote_agent.engine.logbuf import LogBuffer
+from remote_agent.procgroup import terminate_async
 
 TAIL_LINES = 200  # kept per process to classify its failure
 log = logging.getLogger("remote_agent.engine")
@@ -131,31 +130,21 @@ async def wait_healthy(engine: EngineProcess, timeout: float, interval: float = 
         except (OSError, asyncio.TimeoutError):
             pass
         if loop.time() > deadline:
-            await terminate(engine, grace=2.0)
+            await terminate(engine, grace_s=2.0)
             raise EngineFailure(HEALTH_TIMEOUT, f"{engine.adapter.name} did not answer {engine.adapter.health_path} "
                                 f"as ready within {timeout:.0f}s; it was stopped — look at `logs.tail` for why, "
                                 "or raise the health timeout for very large models", list(engine.tail)[-20:])
 
 
-async def terminate(engine: EngineProcess, grace: float) -> None:
-    """SIGTERM the engine's process group, wait `grace`, then SIGKILL the group."""
-    pgid = engine.proc.pid  # start_new_session: the engine leads its own group
-    if not engine.exited.done():
-        _signal_group(pgid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(asyncio.shield(engine.exited), grace)
-        except asyncio.TimeoutError:
-            log.warning("%s (pid %d) ignored SIGTERM for %.0fs; sending SIGKILL", engine.adapter.name, pgid, grace)
-    _signal_group(pgid, signal.SIGKILL)  # also reaps helpers the engine may have left in its group
-    await asyncio.shield(engine.exited)
+async def terminate(engine: EngineProcess, grace_s: float) -> None:
+    """SIGTERM the engine's process group, wait grace_s (seconds), then SIGKILL the group (also
+    when it left in time: that takes helpers it left behind); returns once it has exited and its
+    output is in the log buffer. Never raises for an engine that is already gone."""
+    # start_new_session: the engine leads its own group
+    if not await terminate_async(engine.proc.pid, engine.exited, grace_s):
+        log.warning("%s (pid %d) ignored SIGTERM for %.0fs; it was killed with SIGKILL", engine.adapter.name,
+                    engine.pid, grace_s)
     await _settle_output(engine)
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 async def is_busy(engine: EngineProcess) -> bool | None:

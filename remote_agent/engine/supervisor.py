@@ -175,7 +175,7 @@ class EngineSupervisor:
         try:
             await engine_process.wait_healthy(engine, self.timings.health_timeout, self.timings.health_interval)
         except BaseException:
-            await engine_process.terminate(engine, grace=1.0)
+            await engine_process.terminate(engine, grace_s=1.0)
             self._failed_tail = list(engine.tail)  # the fit reads the failed allocation from it
             raise
         self._engine = engine
@@ -291,7 +291,7 @@ class EngineSupervisor:
         if engine is None or engine.generation != command.token:
             return  # a process we stopped on purpose, or one already replaced
         self._engine = None
-        await engine_process.terminate(engine, grace=0.5)  # reap leftovers of its group, settle output
+        await engine_process.terminate(engine, grace_s=0.5)  # reap leftovers of its group, settle output
         if engine.ready_at is not None and time.monotonic() - engine.ready_at > self.timings.stable_after:
             self._failures = 0
         self._after_failure(engine.failure())
