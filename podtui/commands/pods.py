@@ -17,6 +17,7 @@ from pathlib import Path
 
 import click
 
+from podtui.display import format_price, format_uptime
 from podtui.errors import UsageProblem
 from podtui.providers.base import SECRET_ENV_NAMES, Pod, PodSpec, Provider
 from podtui.providers.runpod import RunpodProvider
@@ -46,18 +47,6 @@ def open_provider() -> RunpodProvider:
     for warning in warnings:
         _say(warning)
     return provider
-
-
-def _money(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
-def _uptime(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
 def _table(rows: list[list[str]]) -> str:
@@ -96,7 +85,7 @@ def pods(as_json: bool) -> None:
             gpu = f"{pod.gpu_count}x {pod.gpu}" if pod.gpu else "-"
             ssh = f"{pod.ssh.host}:{pod.ssh.port}" if pod.ssh else "-"
             rows.append([provider.name, pod.id, pod.name or "-", pod.status, gpu,
-                         _money(provider.cost_per_hr(pod)), _uptime(pod.uptime_s),
+                         format_price(provider.cost_per_hr(pod), "-"), format_uptime(pod.uptime_s, "-"),
                          pod.env.get("MODEL", "") or "-", ssh, _short(pod.detail) or "-"])
         click.echo(_table(rows))
         click.echo(f"running: {len(running)} pod{'s' if len(running) != 1 else ''}, ${total:.2f}/hr")
@@ -178,7 +167,7 @@ def launch(gpu: str, model: str, ctx: str | None, engine: str | None, engine_arg
         return
     pod = result.pod
     click.echo(f"pod {pod.id} ({pod.name}) is running on {pod.gpu_count}x {pod.gpu}, "
-               f"${_money(pod.price_per_hr)}/hr")
+               f"{format_price(pod.price_per_hr, '-')}/hr")
     click.echo(f"  SSH        {result.endpoint.user}@{result.endpoint.host}:{result.endpoint.port} (direct)")
     for pin in result.pins:
         click.echo(f"  host key   {pin.key.key_type} {pin.key.fingerprint} (pinned from the pod's log)")

@@ -11,11 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from remote_agent.procgroup import terminate_group
 
 from podtui import paths
 from podtui.errors import PodtuiError
@@ -131,17 +132,14 @@ class LocalDaemon:
                             f"read {self.log_file}; stop it with `podtui local stop`")
 
     def stop(self, grace_s: float = 20.0) -> int | None:
-        """SIGTERM (the daemon stops its engine), then SIGKILL after grace_s; the stopped pid or None."""
+        """SIGTERM the daemon's process group (the daemon stops its engine), SIGKILL it after
+        grace_s seconds (remote_agent.procgroup, the agent's own helper); the stopped pid, or
+        None when it was not running."""
         pid = self.pid()
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
             return None
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.05)
-        if _alive(pid):
-            os.killpg(pid, signal.SIGKILL)  # its own session: the engine goes with it
+        terminate_group(pid, grace_s)   # the daemon leads its own session (start_new_session)
         self.pid_file.unlink(missing_ok=True)
         return pid
 
@@ -150,11 +148,3 @@ class LocalDaemon:
             return " | ".join(self.log_file.read_text(errors="replace").strip().splitlines()[-3:])
         except OSError:
             return ""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited

@@ -11,7 +11,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from podtui.services.front import PodRow
-from podtui.tui.widgets.pod_table import format_price, format_uptime
+from podtui.display import format_price, format_uptime
 
 
 class PodDetails(ModalScreen[None]):

@@ -16,7 +16,7 @@ from podtui.tui.host import Hosted
 from podtui.services.inputs import ctx_option, ctx_problem, model_problem
 from podtui.tui.messages import SwapProgress
 from podtui.services.front import GpuChoice
-from podtui.tui.widgets.pod_table import format_price
+from podtui.display import format_price
 
 ENGINES = [("llama-server (llama.cpp)", "llama-server"), ("koboldcpp", "koboldcpp")]
 

@@ -7,6 +7,7 @@ from rich.cells import cell_len
 from rich.text import Text
 from textual.widgets import DataTable
 
+from podtui.display import format_price, format_uptime
 from podtui.services.front import PodRow
 
 POD_COLUMNS = ("name", "provider", "status", "GPU", "$/hr", "uptime", "model", "ctx", "engine",
@@ -15,22 +16,6 @@ MAX_WIDTH = {"model": 48, "tunnel": 26, "name": 24}
 IDLE_WARNING_MINUTES = 30
 STATUS_STYLES = {"RUNNING": "bold green", "EXITED": "yellow", "STOPPED": "yellow",
                  "TERMINATED": "dim", "CREATED": "cyan", "STARTING": "cyan"}
-
-
-def format_price(price: float | None) -> str:
-    return "—" if price is None else f"${price:.2f}"
-
-
-def format_uptime(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    minutes = int(seconds // 60)
-    if minutes < 60:
-        return f"{minutes}m"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours}h{minutes:02d}m"
-    return f"{hours // 24}d{hours % 24:02d}h"
 
 
 def row_cells(row: PodRow) -> tuple:

@@ -1,9 +1,9 @@
-"""Helpers for the SSH tests: the real `podtui` entry point as a subprocess, a counting upstream."""
+"""The real `podtui` entry point as a subprocess, for every CLI test: one runner, one tunnel
+starter, and the loopback parts the tunnel tests count with."""
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -12,21 +12,11 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-
-from tests.testbed.procs import stop_process
-
 PODTUI = str(Path(sys.executable).parent / "podtui")
 
 
-@pytest.fixture
-def podtui_env(tmp_path) -> dict:
-    """Environment with podtui's config (and so its known_hosts) in a temp dir."""
-    return {**os.environ, "PODTUI_CONFIG_DIR": str(tmp_path / "podtui-config"),
-            "PODTUI_STATE_DIR": str(tmp_path / "podtui-state"), "SSH_AUTH_SOCK": ""}
-
-
-def run_podtui(env: dict, *args: str, timeout: float = 30, stdin: str | None = None) -> subprocess.CompletedProcess:
+def run_podtui(env: dict, *args: str, timeout: float = 60, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """`podtui ARGS…` to completion (text stdout/stderr), killed after `timeout` seconds."""
     return subprocess.run([PODTUI, *args], env=env, input=stdin, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True, timeout=timeout)
 
@@ -73,15 +63,6 @@ def start_tunnel(env: dict, target: str, *args: str) -> RunningTunnel:
     return tunnel
 
 
-@pytest.fixture
-def tunnels():
-    """Stops every tunnel a test started, by its own PID."""
-    started: list[RunningTunnel] = []
-    yield started
-    for tunnel in started:
-        stop_process(tunnel.proc)
-
-
 class CountingUpstream:
     """A TCP server on loopback that counts connections and answers a tiny HTTP response."""
 
@@ -109,13 +90,6 @@ class CountingUpstream:
 
     def close(self) -> None:
         self.sock.close()
-
-
-@pytest.fixture
-def upstream():
-    server = CountingUpstream()
-    yield server
-    server.close()
 
 
 def sshd_session_children(listener_pid: int) -> list[int]:

@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from tests.tui.helpers import shown
+from tests.podtui.tui.helpers import shown
 
 from podtui.services.pods import PodService
 from podtui.ssh.connection import ConnectOptions
@@ -26,8 +26,8 @@ from podtui.tui.screens.logs import LogsScreen
 from podtui.tui.screens.swap import SwapDialog
 from podtui.tui.widgets.pod_table import PodTable
 from tests.testbed.agent_daemon import DaemonProcess
-from tests.providers.boot_logs import real_boot_log
-from tests.providers.conftest import API_KEY, make_provider
+from tests.testbed.boot_logs import real_boot_log
+from tests.testbed.runpod_provider import API_KEY, make_provider
 from tests.testbed.procs import free_port
 from tests.testbed.runpod_double import SPEC_PATH, RunpodDouble
 

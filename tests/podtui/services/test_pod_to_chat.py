@@ -14,8 +14,8 @@ from podtui.ssh.target import resolve_target
 from podtui.ssh.trust import HostKeyPolicy
 from podtui.ssh.tunnel import Tunnel, parse_forward
 from podtui import paths
-from tests.providers.boot_logs import real_boot_log
-from tests.providers.conftest import API_KEY
+from tests.testbed.boot_logs import real_boot_log
+from tests.testbed.runpod_provider import API_KEY
 from tests.testbed.llama import chat_completion
 
 

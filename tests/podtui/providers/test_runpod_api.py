@@ -8,7 +8,7 @@ from podtui.providers.base import PodNotFound, PodSpec, ProviderError
 from podtui.providers.runpod import create_body
 from podtui.providers.runpod_api import (ApiKey, ApiKeyRejected, MalformedResponse, RunpodApi,
                                          RunpodUnavailable, check_api_url)
-from tests.providers.conftest import API_KEY, make_provider
+from tests.testbed.runpod_provider import API_KEY, make_provider
 
 AWKWARD_ENV = {
     "ARGS": '--chat-template "chatml" --system \'You are "helpful"\'',

@@ -15,7 +15,7 @@ from podtui.ssh.connection import ConnectOptions, SshConnection
 from podtui.ssh.hostkeys import HostKey, PrintedBlockError, format_block
 from podtui.ssh.known_hosts import KnownHosts
 from podtui.ssh.trust import HostKeyPolicy
-from tests.providers.boot_logs import real_boot_log
+from tests.testbed.boot_logs import real_boot_log
 from tests.testbed.sshd import generate_key
 
 SPEC = PodSpec(gpu="NVIDIA GeForce RTX 4090", model="org/repo:Q4_K_M", ctx="auto", idle_stop_minutes=20)

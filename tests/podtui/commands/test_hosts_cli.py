@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.providers.conftest import run_podtui
-from tests.ssh.conftest import start_tunnel
+from tests.testbed.cli import run_podtui
+from tests.testbed.cli import start_tunnel
 from tests.testbed.llama import chat_completion
 from tests.testbed.procs import free_port, stop_process
 from tests.testbed.sshd import have_sshd
@@ -42,9 +42,9 @@ def agent_socket(tmp_path):
 
 
 @pytest.fixture
-def host_env(podtui_env):
+def host_env(runpod_env):
     """podtui with no Runpod key: only the added hosts and the local pod are listed."""
-    return {k: v for k, v in podtui_env.items() if k != "RUNPOD_API_KEY"}
+    return {k: v for k, v in runpod_env.items() if k != "RUNPOD_API_KEY"}
 
 
 def test_add_list_agent_tunnel_remove(host_env, sshd, client_key, agent_socket, llama_server):

@@ -15,7 +15,7 @@ from podtui.tui.screens.help import HelpScreen
 from podtui.tui.screens.logs import LogsScreen
 from podtui.services.front import TuiServices
 from podtui.tui.widgets.pod_table import PodTable
-from tests.tui.inprocess import InProcessServices
+from tests.podtui.tui.inprocess import InProcessServices
 
 pytestmark = pytest.mark.timeout(60)
 

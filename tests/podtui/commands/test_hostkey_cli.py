@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from podtui.ssh.hostkeys import HostKey, format_block
-from tests.ssh.conftest import run_podtui, start_tunnel
+from tests.testbed.cli import run_podtui, start_tunnel
 from tests.testbed.sshd import SshServer, have_sshd
 
 pytestmark = [pytest.mark.skipif(not have_sshd(), reason="needs openssh-server"),

@@ -1,6 +1,6 @@
 """`podtui agent` over the real sshd: an exec channel speaking the agent protocol.
 
-Most tests run tests/ssh/agent_double.py as the remote command (a protocol double, see its
+Most tests run tests/podtui/commands/agent_double.py as the remote command (a protocol double, see its
 docstring: it can misbehave on purpose); one runs the real `remote-agent daemon` and `rpc` bridge.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ssh.conftest import PODTUI, run_podtui
+from tests.testbed.cli import PODTUI, run_podtui
 from tests.testbed.sshd import have_sshd
 
 pytestmark = [pytest.mark.skipif(not have_sshd(), reason="needs openssh-server"),
@@ -109,3 +109,19 @@ def test_status_from_the_real_daemon_through_sshd(sshd, client_key, podtui_env, 
     finally:
         from tests.testbed.procs import stop_process
         stop_process(daemon)
+
+
+@pytest.mark.parametrize("ctx, value", [("AUTO", "auto"), ("auto", "auto"), ("512", 512)])
+def test_swap_sends_ctx_as_the_agent_reads_it(agent_args, podtui_env, ctx, value):
+    out = run_podtui(podtui_env, *agent_args, "swap", "tiny-b.gguf", "--ctx", ctx, "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["ctx"] == value   # the double answers with the ctx it was sent
+
+
+def test_swap_with_a_ctx_the_agent_refuses_exits_2_before_connecting(podtui_env, upstream):
+    """--ctx 0 passed the CLI once and the pod refused it; now nothing is even connected."""
+    out = run_podtui(podtui_env, "agent", f"root@127.0.0.1:{upstream.port}", "swap", "tiny-b.gguf",
+                     "--ctx", "0")
+    assert out.returncode == 2, out.stderr
+    assert 'ctx must be a positive integer or "auto"' in out.stderr and "Traceback" not in out.stderr
+    assert upstream.connections == 0

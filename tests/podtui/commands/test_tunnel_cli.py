@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ssh.conftest import run_podtui, sshd_session_children, start_tunnel
+from tests.testbed.cli import run_podtui, sshd_session_children, start_tunnel
 from tests.testbed.llama import chat_completion
 from tests.testbed.sshd import SshServer, generate_key, have_sshd
 

@@ -10,7 +10,7 @@ import pytest
 from podtui.tui.app import build_app
 from podtui.services.follow import FileFollower, LineFollower
 from podtui.tui.screens.logs import LogsScreen
-from tests.tui.inprocess import InProcessServices
+from tests.podtui.tui.inprocess import InProcessServices
 
 pytestmark = pytest.mark.timeout(60)
 

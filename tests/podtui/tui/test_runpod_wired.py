@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.tui.helpers import shown
+from tests.podtui.tui.helpers import shown
 
 from podtui.services.pods import PodService
 from podtui.ssh.connection import ConnectOptions
@@ -19,8 +19,8 @@ from podtui.tui.screens.hostkey import HostKeyDialog
 from podtui.tui.screens.launch import LaunchScreen
 from podtui.tui.screens.logs import LogsScreen
 from podtui.tui.widgets.pod_table import PodTable
-from tests.providers.boot_logs import real_boot_log
-from tests.providers.conftest import API_KEY, make_provider
+from tests.testbed.boot_logs import real_boot_log
+from tests.testbed.runpod_provider import API_KEY, make_provider
 from tests.testbed.runpod_double import SPEC_PATH, RunpodDouble
 from tests.testbed.sshd import generate_key
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import os
 import urllib.request
+from pathlib import Path
 
 import pytest
 
-from tests.providers.conftest import run_podtui
+from tests.testbed.cli import run_podtui
 from tests.testbed.llama import chat_completion
 from tests.testbed.procs import free_port
 
@@ -17,9 +18,9 @@ pytestmark = pytest.mark.timeout(180)
 
 
 @pytest.fixture
-def local_env(podtui_env):
+def local_env(runpod_env):
     """No Runpod key: what a person with a GPU at home and no cloud account sees."""
-    env = {k: v for k, v in podtui_env.items() if k != "RUNPOD_API_KEY"}
+    env = {k: v for k, v in runpod_env.items() if k != "RUNPOD_API_KEY"}
     yield env
     run_podtui(env, "local", "stop")  # never leave a daemon behind, whatever failed
 
@@ -101,3 +102,10 @@ def test_a_bad_model_fails_clearly_and_the_agent_stays_reachable(local_env, llam
 def test_agent_local_without_a_daemon_says_how_to_start_it(local_env):
     out = run_podtui(local_env, "agent", "local", "status")
     assert out.returncode == 1 and "podtui local start" in out.stderr
+
+
+def test_local_start_with_a_ctx_the_agent_refuses_exits_2_and_starts_nothing(local_env):
+    out = run_podtui(local_env, "local", "start", "--model", "org/repo:Q4_K_M", "--ctx", "0")
+    assert out.returncode == 2, out.stderr
+    assert 'ctx must be a positive integer or "auto"' in out.stderr
+    assert not (Path(local_env["PODTUI_STATE_DIR"]) / "local" / "daemon.pid").exists()

@@ -18,7 +18,7 @@ from podtui.tui.screens.logs import LogsScreen
 from podtui.tui.screens.swap import SwapDialog
 from podtui.tui.widgets.pod_table import PodTable
 from tests.testbed.agent_daemon import DaemonProcess
-from tests.tui.helpers import shown
+from tests.podtui.tui.helpers import shown
 
 pytestmark = pytest.mark.timeout(180)
 PODTUI = str(Path(sys.executable).parent / "podtui")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.tui.helpers import shown
+from tests.podtui.tui.helpers import shown
 from textual.widgets import Button, Checkbox, Input, ProgressBar, Static
 
 from podtui.errors import PodtuiError
@@ -13,7 +13,7 @@ from podtui.tui.screens.hostkey import HostKeyDialog
 from podtui.tui.screens.launch import LaunchScreen
 from podtui.tui.screens.swap import SwapDialog
 from podtui.tui.widgets.pod_table import PodTable
-from tests.tui.inprocess import OTHER, PRESENTED, InProcessServices
+from tests.podtui.tui.inprocess import OTHER, PRESENTED, InProcessServices
 
 pytestmark = pytest.mark.timeout(60)
 

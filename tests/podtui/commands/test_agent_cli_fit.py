@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.ssh.conftest import run_podtui
+from tests.testbed.cli import run_podtui
 from tests.testbed.procs import free_port, stop_process
 from tests.testbed.sshd import have_sshd
 

@@ -1,19 +1,19 @@
 """Snapshots (pytest-textual-snapshot) of the main, logs, host-key, swap, launch and help screens.
 
-Update deliberately with `pytest tests/tui/test_snapshots.py --snapshot-update` and review the
-SVGs in tests/tui/__snapshots__/.
+Update deliberately with `pytest tests/podtui/tui/test_snapshots.py --snapshot-update` and review the
+SVGs in tests/podtui/tui/__snapshots__/.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from tests.tui.helpers import shown
+from tests.podtui.tui.helpers import shown
 
 from podtui.tui.app import build_app
 from podtui.services.follow import IterableFollower
 from podtui.tui.widgets.pod_table import PodTable
-from tests.tui.inprocess import OTHER, InProcessServices
+from tests.podtui.tui.inprocess import OTHER, InProcessServices
 
 pytestmark = pytest.mark.timeout(120)
 SIZE = (160, 36)
