@@ -38,13 +38,3 @@ class CannotConnect(PodtuiError):
     """TCP connect, SSH handshake or authentication failed."""
 
     exit_code = EXIT_CONNECT
-
-
-class NotBuiltYet(PodtuiError):
-    """A verb from the CLI contract whose issue has not landed: says so instead of pretending."""
-
-    def __init__(self, verb: str, issue: int) -> None:
-        super().__init__(
-            f"`podtui {verb}` is not built yet (tracked in issue #{issue})",
-            "see `podtui --help` for the verbs that work today",
-        )

@@ -52,6 +52,10 @@ class _PendingCheck:
 
 @dataclass
 class ProviderServices(TuiServices):
+    """TuiServices over PodServices, one per configured provider (see TuiServices for what each
+    method returns and raises). Owns the TUI's tunnels and the pool of agent connections;
+    `close()` lets go of both. Thread-safe: the app calls it from worker threads."""
+
     services: list[PodService]
     sessions: AgentSessions = field(default_factory=AgentSessions)
     log_tail: int = 1000

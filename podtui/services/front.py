@@ -1,9 +1,9 @@
-"""What the TUI asks of the rest of podtui, in one place.
+"""What the TUI asks of the rest of podtui, in one place: the port and its view models.
 
 The screens call only these methods, always from worker threads (they may block on the network).
 `TuiServices` is the seam: `build_app(services=…)` takes any implementation, so the CLI passes the
-real one built on podtui.services and the tests pass one backed by the test bed. A method the
-backing parts cannot do yet raises NotBuiltYet, which the app shows as a dialog with the fix.
+real one (podtui.services.dashboard) and the tests pass one backed by the test bed. Nothing here
+imports Textual; podtui.tui imports this package and nothing below it.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from podtui.errors import NotBuiltYet, PodtuiError
+from podtui.errors import PodtuiError
 from podtui.services.follow import FileFollower, LineFollower, UnavailableFollower
 from podtui import paths
 
@@ -40,6 +40,8 @@ class PodRow:
 
 @dataclass
 class PodListing:
+    """What list_pods returns: the rows and one line per provider that could not be listed."""
+
     rows: list[PodRow] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)   # e.g. "runpod: API key rejected"
 
@@ -62,6 +64,8 @@ class HostKeyCheck:
 
 @dataclass(frozen=True)
 class ModelOnPod:
+    """A model file on a pod's disk (the agent's `models.list`); size in bytes."""
+
     name: str
     size_bytes: int
     quant: str = ""
@@ -70,6 +74,8 @@ class ModelOnPod:
 
 @dataclass(frozen=True)
 class GpuChoice:
+    """A GPU the launch screen offers: memory in GB, price in US dollars per hour (None: unknown)."""
+
     name: str
     memory_gb: float
     price_per_hour: float | None
@@ -79,48 +85,82 @@ class GpuChoice:
 ProgressCallback = Callable[[str, float | None, str], None]   # phase, fraction, detail
 
 
+class NotAvailable(PodtuiError):
+    """A TuiServices implementation (a test's, the benchmark's) that does not offer this action."""
+
+    def __init__(self, action: str) -> None:
+        super().__init__(f"{action} is not available in this podtui", "use the podtui command instead")
+
+
 class TuiServices:
-    """Everything the screens do. Defaults say honestly that the part is not wired yet."""
+    """Everything the screens do (the port; podtui.services.dashboard.ProviderServices is the real
+    implementation). Every method may block on the network: the app calls them from worker
+    threads only. Methods that act return one sentence for the notification; each may raise a
+    PodtuiError (title + fix, shown in the error dialog). `key` is a PodRow.key. A method an
+    implementation leaves out raises NotAvailable."""
+
+    needs_runpod_key: bool = False   # no launching provider is configured: the app offers the first-run dialog
 
     def list_pods(self) -> PodListing:
-        return PodListing(problems=["no pod providers are wired in yet (issue #6)"])
+        """Every provider's pods as rows, and one problem line per provider that failed to list
+        (a dead API never hides the other providers' pods). Never raises for a provider's failure."""
+        return PodListing(problems=["no pod providers in this podtui"])
 
     def stop(self, key: str) -> str:
-        raise NotBuiltYet("stop", 6)
+        """Stop the pod (its volume is kept; a cloud pod stops billing compute)."""
+        raise NotAvailable("stop")
 
     def resume(self, key: str) -> str:
-        raise NotBuiltYet("resume", 6)
+        """Start a stopped pod again."""
+        raise NotAvailable("resume")
 
     def terminate(self, key: str) -> str:
-        raise NotBuiltYet("terminate", 6)
+        """Delete the pod and its volume (the screen asks first)."""
+        raise NotAvailable("terminate")
 
     def toggle_tunnel(self, key: str) -> str:
-        raise NotBuiltYet("tunnel", 4)
+        """Open a verified tunnel from a free local port (5002…) to the pod's engine port, or
+        close the open one. Raises HostKeyNotVerified before any byte is forwarded to a key that
+        does not match the pin, LocalPortBusy when no port in the range is free."""
+        raise NotAvailable("tunnel")
 
     def host_key_check(self, key: str) -> HostKeyCheck:
-        raise NotBuiltYet("hostkey", 4)
+        """The key the pod's sshd presents (key exchange only) beside the one its log printed
+        (out of band) and today's pin. Raises CannotConnect, or PrintedBlockError for a damaged or
+        foreign block (a missing block is `printed=None`, not an error)."""
+        raise NotAvailable("host-key check")
 
     def pin_host_key(self, key: str, check: HostKeyCheck, *, verified: bool) -> str:
-        raise NotBuiltYet("hostkey", 4)
+        """Pin what host_key_check showed: verified (the user compared) or marked UNVERIFIED.
+        Raises PodtuiError when the presented key changed since it was shown."""
+        raise NotAvailable("host-key pin")
 
     def models_on_pod(self, key: str) -> list[ModelOnPod]:
-        raise NotBuiltYet("agent models", 3)
+        """The GGUF models on the pod's disk, from its agent (`models.list`)."""
+        raise NotAvailable("models on the pod")
 
     def swap_model(self, key: str, model: str, progress: ProgressCallback) -> str:
-        raise NotBuiltYet("agent swap", 3)
+        """Hot-swap the served model; progress(phase, fraction 0..1 or None, detail) for the
+        phases download, fit, load. Raises AgentError with the agent's code when it fails (the
+        old model keeps serving: the agent rolls back)."""
+        raise NotAvailable("swap")
 
     def context_fit(self, key: str) -> str:
-        raise NotBuiltYet("agent fit", 7)
+        """Ask the pod's agent for the largest context that fits its memory (`fit.search`)."""
+        raise NotAvailable("context fit")
 
     def gpu_catalog(self) -> list[GpuChoice]:
-        raise NotBuiltYet("launch", 6)
+        """The GPUs the launching provider rents, with memory (GB) and $/hr."""
+        raise NotAvailable("launch")
 
     def preflight_fit(self, model: str, gpu_name: str) -> str:
-        """One line: "fits at about N tokens on <GPU>" (the pre-flight of issue #7)."""
-        raise NotBuiltYet("pre-flight fit", 7)
+        """One line: "fits at about N tokens on <GPU>", from the GGUF header alone (pre-flight)."""
+        raise NotAvailable("pre-flight fit")
 
     def launch(self, spec: dict, progress: ProgressCallback) -> str:
-        raise NotBuiltYet("launch", 6)
+        """Create a pod from the launch form's spec (gpu, model, ctx, engine, volume_gb,
+        idle_stop_minutes, name), wait until it runs, pin its printed host keys and open the tunnel."""
+        raise NotAvailable("launch")
 
     def close(self) -> None:
         """Let go of tunnels and connections (called when the app exits)."""
@@ -129,9 +169,7 @@ class TuiServices:
         """The pod's engine/agent log; with no pod, podtui's own log."""
         if key is None:
             return FileFollower(paths.log_dir() / "podtui.log", title="podtui's own log")
-        return UnavailableFollower(key, PodtuiError(
-            "pod logs need the agent client, which is not wired in yet (issues #3, #4)",
-            "use `podtui agent TARGET logs -f` once it lands"))
+        return UnavailableFollower(key, NotAvailable("the pod's log"))
 
 
 def describe_error(exc: BaseException) -> tuple[str, str]:

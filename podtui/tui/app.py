@@ -58,7 +58,7 @@ class PodtuiApp(App[None]):
         self._open_activity_log()
         activity.info("podtui started")
         self.push_screen(MainScreen())
-        if getattr(self.services, "needs_runpod_key", False) and self.offer_first_run:
+        if self.services.needs_runpod_key and self.offer_first_run:
             self.push_screen(FirstRunScreen(), self._first_run_done)
         self.call_after_refresh(gc.freeze)
 
