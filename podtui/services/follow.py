@@ -30,7 +30,10 @@ class LineFollower(ABC):
     title: str = "log"
 
     @abstractmethod
-    def follow(self, emit: Emit, stop: threading.Event) -> None: ...
+    def follow(self, emit: Emit, stop: threading.Event) -> None:
+        """Call emit(lines) with batches of lines (str, no newline) until the source ends (return)
+        or `stop` is set. Runs on a worker thread; the source's errors propagate (PodtuiError
+        subclasses carry the fix the app shows)."""
 
 
 class IterableFollower(LineFollower):
