@@ -158,15 +158,14 @@ async def test_enter_shows_details():
         assert "$2.69/hr" in text and "uptime_s" not in text and "idle_minutes" not in text
 
 
-async def test_unwired_services_say_so_instead_of_pretending():
+async def test_an_action_the_services_lack_says_so_instead_of_pretending():
     app = build_app(TuiServices(), refresh_seconds=60)
     async with app.run_test(size=(160, 40)) as pilot:
         await started(pilot)
-        assert "no pod providers are wired in yet" in str(app.screen.query_one("#summary")
-                                                          .render())
+        assert "no pod providers in this podtui" in str(app.screen.query_one("#summary").render())
         await pilot.press("n")
         await wait_for(pilot, lambda: isinstance(app.screen, ErrorDialog))
-        assert "not built yet" in app.errors_shown[-1][0]
+        assert app.errors_shown[-1][0] == "launch is not available in this podtui"
 
 
 async def test_logs_key_opens_the_selected_pods_log():

@@ -20,21 +20,15 @@ from podtui.tui.screens.launch import LaunchScreen
 from podtui.tui.screens.logs import LogsScreen
 from podtui.tui.widgets.pod_table import PodTable
 from tests.testbed.boot_logs import real_boot_log
-from tests.testbed.runpod_provider import API_KEY, make_provider
-from tests.testbed.runpod_double import SPEC_PATH, RunpodDouble
+from tests.testbed.runpod_provider import make_provider
 from tests.testbed.sshd import generate_key
 
 pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture
-def double():
-    if not SPEC_PATH.exists():
-        pytest.skip(f"the Runpod REST v2 spec is not at {SPEC_PATH}")
-    double = RunpodDouble(API_KEY).start()
-    yield double
-    double.stop()
-    assert double.response_violations == []
+def double(runpod_double):
+    return runpod_double     # tests/podtui/conftest.py: the spec-checking Runpod double
 
 
 @pytest.fixture
