@@ -162,6 +162,9 @@ async def test_launch_validates_model_and_launches():
         await pilot.click("#launch")
         assert "✘" in str(screen.query_one("#launch-progress").render())
         screen.query_one("#model", Input).value = "bartowski/Qwen2.5-7B-GGUF:Q4_K_M"
+        screen.query_one("#ctx", Input).value = "0"       # the agent's own rule refuses it
+        assert 'ctx must be a positive integer or "auto"' in screen.spec()
+        screen.query_one("#ctx", Input).value = "AUTO"    # and reads AUTO as auto
         await wait_for(pilot, lambda: "fits at about 24,576 tokens" in
                        str(screen.query_one("#fit-line").render()), timeout=5)
         await pilot.click("#launch")
