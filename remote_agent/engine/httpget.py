@@ -33,6 +33,7 @@ async def http_get(port: int, path: str, timeout: float = 1.0, host: str = "127.
 
 
 async def port_is_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
+    """Whether a TCP connect to host:port succeeds within timeout seconds; never raises."""
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
     except (OSError, asyncio.TimeoutError):

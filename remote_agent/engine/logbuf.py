@@ -17,10 +17,12 @@ SOURCES = ("engine", "agent")
 
 
 def log_entry(source: str, line: str, ts: float | None = None) -> dict:
+    """{"source", "line", "ts"}: ts in Unix seconds, now when None."""
     return {"source": source, "line": line, "ts": time.time() if ts is None else ts}
 
 
 def dropped_marker(count: int) -> dict:
+    """An "agent" entry "[N lines dropped]" carrying "dropped": N, for a follower that lost N lines."""
     return {**log_entry("agent", f"[{count} lines dropped]"), "dropped": count}
 
 
@@ -73,6 +75,10 @@ class LogFollower:
 
 
 class LogBuffer:
+    """A ring of at most capacity_per_source entries per source (SOURCES), and the followers new lines
+    are offered to (each queues at most follower_queue). append may be called from any thread; the
+    followers live on the loop given to bind_loop."""
+
     def __init__(self, capacity_per_source: int = 5000, follower_queue: int = 1000) -> None:
         self._rings = {source: deque(maxlen=capacity_per_source) for source in SOURCES}
         self._followers: set[LogFollower] = set()
@@ -81,9 +87,11 @@ class LogBuffer:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The event loop the followers live on; appends from other threads are handed over to it."""
         self._loop = loop
 
     def append(self, source: str, line: str, ts: float | None = None) -> None:
+        """Add one line (ts: Unix seconds, default now) and offer it to the followers; never blocks on one."""
         entry = log_entry(source, line, ts)
         with self._lock:
             self._rings[source].append(entry)
@@ -105,6 +113,7 @@ class LogBuffer:
                 follower.offer(entry)
 
     def tail(self, n: int, sources: frozenset[str]) -> list[dict]:
+        """The last n entries of sources (merged by ts when several), oldest first; [] when n <= 0."""
         with self._lock:
             entries = [e for source in sources for e in self._rings[source]]
         if len(sources) > 1:
@@ -112,13 +121,16 @@ class LogBuffer:
         return entries[-n:] if n > 0 else []
 
     def follow(self, sources: frozenset[str], max_pending: int | None = None) -> LogFollower:
+        """A new follower of sources that queues at most max_pending lines (default: follower_queue)."""
         follower = LogFollower(self, sources, max_pending or self._follower_queue)
         self._followers.add(follower)
         return follower
 
     def unfollow(self, follower: LogFollower) -> None:
+        """Stop offering lines to follower; one that is not following is ignored."""
         self._followers.discard(follower)
 
     @property
     def follower_count(self) -> int:
+        """How many followers are attached."""
         return len(self._followers)

@@ -23,6 +23,9 @@ log = logging.getLogger("remote_agent.engine")
 
 @dataclass
 class EngineProcess:
+    """One spawned engine: config, adapter, the asyncio process and its launch generation;
+    started_at/ready_at in monotonic seconds; the last TAIL_LINES output lines; the task pumping its
+    output and the task `exited` (proc.wait()), done when it has exited."""
     config: EngineConfig
     adapter: EngineAdapter
     proc: asyncio.subprocess.Process
@@ -35,9 +38,11 @@ class EngineProcess:
 
     @property
     def pid(self) -> int:
+        """The engine's pid, which is also its process-group id (it leads its own group)."""
         return self.proc.pid
 
     def failure(self) -> EngineFailure:
+        """The adapter's reading of its exit status and output tail (an EngineFailure, not raised)."""
         return self.adapter.classify(self.proc.returncode, list(self.tail))
 
 
@@ -67,6 +72,10 @@ def vm_peak_bytes(pid: int) -> int | None:
 
 async def spawn(config: EngineConfig, adapter: EngineAdapter, generation: int, logbuf: LogBuffer, *,
                 bin_dir, address_space_limit: int | None, stack_limit: int | None = None) -> EngineProcess:
+    """Start the engine for config in its own process group, with the environment minus secrets and
+    the optional RLIMIT_AS / RLIMIT_STACK (bytes); its output goes to logbuf ("engine"). Returns at
+    once, before health (see wait_healthy). Raises EngineFailure missing_binary (not found, not
+    executable) or port_in_use (something already listens on config.port)."""
     command = adapter.command(config, bin_dir)  # raises missing_binary
     if await port_is_open(config.port):
         raise EngineFailure(PORT_IN_USE, f"something already listens on 127.0.0.1:{config.port}, the engine "
@@ -113,7 +122,9 @@ async def _settle_output(engine: EngineProcess) -> None:
 
 
 async def wait_healthy(engine: EngineProcess, timeout: float, interval: float = 0.1) -> None:
-    """Poll the adapter's health endpoint until it answers ready; fail early when the process exits."""
+    """Poll the adapter's health endpoint every interval seconds until it answers ready (then
+    ready_at is set). Raises the adapter's EngineFailure when the process exits first, and
+    health_timeout (after stopping it) when timeout seconds pass."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     port = engine.config.port

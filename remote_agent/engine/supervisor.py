@@ -36,6 +36,7 @@ def _no_emit(kind: str, data: dict) -> None:
 
 @dataclass
 class Timings:
+    """Supervision timings in seconds (max_restarts: a count); the daemon's flags set them."""
     health_timeout: float = 600.0  # a 70B model from a network volume can take minutes
     health_interval: float = 0.1
     stop_grace: float = 10.0
@@ -57,6 +58,10 @@ class _Command:
 
 
 class EngineSupervisor:
+    """The one owner of the engine's state. Other tasks call the async methods below: each queues a
+    command for run() and returns once it is done, raising what it raised. state, config,
+    last_error and last_fit are written only by the owner task."""
+
     def __init__(self, logbuf: LogBuffer, *, bin_dir: Path | None = None, address_space_limit: int | None = None,
                  timings: Timings | None = None, on_ready: Callable[[EngineConfig], None] = lambda c: None,
                  on_stopped: Callable[[], None] = lambda: None, stack_limit: int | None = None,
@@ -84,12 +89,17 @@ class EngineSupervisor:
 
     # ---- what other tasks call -------------------------------------------------------------
     async def start(self, config: EngineConfig, emit: Emit = _no_emit) -> None:
+        """Stop what runs, start config (a pending fit searches first). Raises EngineFailure; the state is
+        then failed, or paused for NothingFits."""
         await self._submit(_Command("start", config, emit))
 
     async def swap(self, config: EngineConfig, emit: Emit = _no_emit) -> None:
+        """Drain and stop the engine that serves, start config, and on failure start the old one again.
+        Raises EngineFailure saying whether the rollback serves. With nothing serving it is start()."""
         await self._submit(_Command("swap", config, emit))
 
     async def stop(self, emit: Emit = _no_emit) -> None:
+        """Stop the engine (SIGTERM its group, Timings.stop_grace, SIGKILL) and report it stopped on purpose."""
         await self._submit(_Command("stop", emit=emit))
 
     async def autostart(self, config: EngineConfig) -> None:
@@ -105,6 +115,8 @@ class EngineSupervisor:
         await self._submit(_Command("shutdown"))
 
     def snapshot(self) -> dict[str, Any]:
+        """status's engine fields: state, engine, model, model_path, ctx, pid, uptime_s (seconds since
+        ready), last_error ({"kind", "message"} or None), restart_in_s (seconds until a restart, or None)."""
         engine = self._engine
         config = self.config if self.state != STOPPED else None  # a stopped engine serves no model
         restart_in = None
@@ -124,6 +136,7 @@ class EngineSupervisor:
 
     @property
     def serving(self) -> EngineConfig | None:
+        """The config of the engine that is ready now, or None."""
         return self._engine.config if self._engine and self.state == READY else None
 
     async def _submit(self, command: _Command) -> None:
@@ -133,6 +146,8 @@ class EngineSupervisor:
 
     # ---- the owner task ----------------------------------------------------------------------
     async def run(self) -> None:
+        """The owner task: runs queued commands one at a time until shutdown(). A command's exception goes
+        to its caller; the loop never stops on one."""
         while True:
             command = await self._queue.get()
             self._emit = command.emit

@@ -19,6 +19,9 @@ CHUNK = 64 * 1024
 
 
 def run_bridge(socket_path: Path, stdin_fd: int | None = None, stdout_fd: int | None = None) -> int:
+    """`remote-agent rpc`: stdin to the daemon's socket, its answers to stdout, until either side
+    closes. Returns the exit status: 0, or 1 after one line on stderr (no daemon, the socket's place
+    is unsafe or another user's, the connection broke)."""
     stdin_fd = sys.stdin.fileno() if stdin_fd is None else stdin_fd
     stdout_fd = sys.stdout.fileno() if stdout_fd is None else stdout_fd
     try:

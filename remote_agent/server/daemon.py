@@ -35,6 +35,9 @@ class DaemonError(Exception):
 
 
 class Connection:
+    """One client: the hello line, then every request line answered by a task of its own (at most
+    MAX_IN_FLIGHT); log follows end when the client hangs up."""
+
     def __init__(self, agent: Agent, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.agent = agent
         self.reader = reader
@@ -45,10 +48,12 @@ class Connection:
         self._anonymous = 0
 
     def send_nowait(self, message: dict) -> None:
+        """Queue one message for the client (nothing when it is gone); never waits."""
         if not self.writer.is_closing():
             self.writer.write(protocol.encode(message))
 
     async def send(self, message: dict) -> None:
+        """Send one message and wait for the socket to drain; a client that went away is ignored."""
         self.send_nowait(message)
         try:
             await self.writer.drain()
@@ -56,6 +61,7 @@ class Connection:
             pass
 
     async def serve(self) -> None:
+        """Greet, read request lines until the client closes, then wait for its requests to finish."""
         await self.send(protocol.hello(__version__))
         async for line in bounded_lines(self.reader, protocol.MAX_LINE_BYTES):
             await self.handle_line(line)
@@ -65,6 +71,8 @@ class Connection:
             await asyncio.gather(*self.tasks.values(), return_exceptions=True)
 
     async def handle_line(self, line: bytes | OverlongLine) -> None:
+        """Answer a bad line at once with one error (line_too_long, bad_json, bad_request, unknown_method,
+        bad_params, busy); run a good one in a task of its own (cancel is answered here)."""
         if isinstance(line, OverlongLine):
             return await self.send(protocol.error(None, protocol.LINE_TOO_LONG,
                                                   f"line of {line.size} bytes exceeds the limit of "
@@ -107,6 +115,8 @@ class Connection:
             self.send_nowait(protocol.error(request.id, protocol.CANCELLED, f"{request.method} was cancelled"))
 
     async def cancel(self, request: protocol.Request) -> None:
+        """`cancel` {"id"}: cancel that request (it answers `cancelled` itself); replies {"cancelled": bool}
+        when the cancel has an id, bad_params when params.id is not an id."""
         target = request.params.get("id")
         if isinstance(target, bool) or not isinstance(target, (int, str)):
             return await self.send(protocol.error(request.id, protocol.BAD_PARAMS,
@@ -119,6 +129,8 @@ class Connection:
             await self.send(protocol.result(request.id, {"cancelled": task is not None}))
 
     async def run(self, request: protocol.Request, handler: str) -> None:
+        """Run one request's handler and send its final line: the result, or an error with the WireError's
+        code and message (internal for any other exception, cancelled when the client cancelled it)."""
         rid = request.id
 
         def emit(kind: str, data: dict) -> None:
@@ -144,6 +156,8 @@ class Connection:
         await self.send(reply)
 
     async def logs_tail(self, request: protocol.Request) -> dict:
+        """`logs.tail`: the last n lines of source as log events, then with follow every new one until
+        cancelled. Returns {"lines": count}, plus "dropped" and "cancelled" when a follow was cancelled."""
         params = request.params
         n = params.get("n", 100) if params.get("n") is not None else 100
         sources = Agent.log_sources(params.get("source") or "all")
@@ -176,6 +190,8 @@ class Connection:
 
 
 class AgentDaemon:
+    """The daemon: the socket server, the Agent, and the supervisor's owner task."""
+
     def __init__(self, settings: AgentSettings, *, autostart: bool = True, logbuf: LogBuffer | None = None) -> None:
         self.settings = settings
         self.autostart = autostart
@@ -184,6 +200,8 @@ class AgentDaemon:
         self._connections: set[asyncio.Task] = set()
 
     async def run(self) -> None:
+        """Listen, start the engine's owner task and boot, serve until SIGTERM or SIGINT, then stop the
+        engine and remove the socket. Raises DaemonError when the socket cannot be used."""
         loop = asyncio.get_running_loop()
         self.logbuf.bind_loop(loop)
         path = self.settings.socket
@@ -278,6 +296,7 @@ class LogBufferHandler(logging.Handler):
         self.logbuf = logbuf
 
     def emit(self, record: logging.LogRecord) -> None:
+        """Append the formatted record to the "agent" source."""
         try:
             self.logbuf.append("agent", self.format(record), record.created)
         except Exception:
@@ -301,6 +320,7 @@ class OneLineRedacted(logging.Filter):
         return text.replace("\r", "\\r").replace("\n", "\\n")
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite record in place (one line, secrets masked, block markers defused); always keeps it."""
         record.msg, record.args = self._clean(record.getMessage()), None
         if record.exc_info:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
@@ -327,6 +347,7 @@ def setup_logging(logbuf: LogBuffer, secrets: list[str], stream=None) -> None:
 
 
 def run_daemon(settings: AgentSettings, *, autostart: bool = True) -> int:
+    """`remote-agent daemon` until SIGTERM/SIGINT; returns the exit status (1 after printing a DaemonError)."""
     daemon = AgentDaemon(settings, autostart=autostart)
     secrets = [settings.hf_token, os.environ.get("HF_TOKEN"), os.environ.get("HUGGING_FACE_HUB_TOKEN")]
     setup_logging(daemon.logbuf, [secret for secret in secrets if secret])

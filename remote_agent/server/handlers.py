@@ -35,6 +35,11 @@ class RequestError(WireError):
 
 
 class Agent:
+    """What each request does: the METHODS handlers, `await agent.<handler>(params, emit)` with params
+    already checked and emit(kind, data) sending stream events. Engine changes go through the
+    supervisor. Handlers raise WireError subclasses (RequestError, ModelError, EngineFailure), which
+    the daemon answers as they are."""
+
     def __init__(self, settings: AgentSettings, logbuf: LogBuffer) -> None:
         self.settings = settings
         self.logbuf = logbuf
@@ -115,6 +120,9 @@ class Agent:
 
     # ---- methods -------------------------------------------------------------------------------
     async def status(self, params: dict, emit: Emit) -> dict:
+        """`status`: the supervisor's snapshot plus port, models_dir, disk_free_bytes, version, gpus
+        ([{"name", "memory_total_mib", "memory_free_mib"}] or None) and idle_s (seconds; None until the
+        activity clock runs)."""
         gpus = await asyncio.to_thread(cached_gpus)
         return {
             **self.supervisor.snapshot(),
@@ -128,11 +136,15 @@ class Agent:
         }
 
     async def engine_start(self, params: dict, emit: Emit) -> dict:
+        """`engine.start`: resolve (maybe download) the model and start it; returns status, plus "fit" when
+        ctx was auto. Raises ModelError, RequestError (no_budget), EngineFailure."""
         config = await self.engine_config(params, emit)
         await self.supervisor.start(config, emit)
         return {**await self.status({}, emit), **self._fit_field(config)}
 
     async def engine_swap(self, params: dict, emit: Emit) -> dict:
+        """`engine.swap`: as engine_start, but drains first and rolls back on failure (EngineFailure says
+        so); adds swap_s (seconds)."""
         started = time.monotonic()
         config = await self.engine_config(params, emit)
         await self.supervisor.swap(config, emit)
@@ -179,14 +191,18 @@ class Agent:
             raise RequestError("no_budget", f"{exc}; or pass a number as ctx") from None
 
     async def engine_stop(self, params: dict, emit: Emit) -> dict:
+        """`engine.stop`: stop the engine; returns status."""
         await self.supervisor.stop(emit)
         return await self.status({}, emit)
 
     async def models_list(self, params: dict, emit: Emit) -> list[dict]:
+        """`models.list`: every model in models_dir, as models.store.list_models lists them."""
         from remote_agent.models import store
         return await asyncio.to_thread(store.list_models, self.settings.models_dir)
 
     async def models_delete(self, params: dict, emit: Emit) -> dict:
+        """`models.delete`: delete a model by its models.list name. Raises RequestError in_use while the
+        engine serves it, ModelError not_found / bad_ref."""
         from remote_agent.models import store
         name = params["name"]
         serving = self.supervisor.config if self.supervisor.state not in ("stopped",) else None
@@ -200,6 +216,9 @@ class Agent:
 
     # ---- helpers -------------------------------------------------------------------------------
     async def engine_config(self, params: dict, emit: Emit, fit: FitRequest | None = None) -> EngineConfig:
+        """The EngineConfig params ask for, settings filling the rest: the model resolved to a local file
+        (maybe downloaded, with progress events), ctx a number, None or a pending FitRequest (auto).
+        Raises ModelError, RequestError no_budget (auto without a budget)."""
         s = self.settings
         engine = params.get("engine") or s.engine
         model_path = await self.resolve(params["model"], emit)
@@ -243,4 +262,5 @@ class Agent:
 
     @staticmethod
     def log_sources(source: str) -> frozenset[str]:
+        """{source}, or every source for "all"."""
         return frozenset(SOURCES) if source == "all" else frozenset({source})

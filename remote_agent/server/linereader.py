@@ -17,6 +17,8 @@ class OverlongLine:
 
 
 async def bounded_lines(reader: asyncio.StreamReader, limit: int) -> AsyncIterator[bytes | OverlongLine]:
+    """Lines from reader without their newline; a line longer than limit bytes is discarded as it
+    arrives and yielded as OverlongLine(size). A last line without a newline is yielded at EOF."""
     buffer = bytearray()
     discarded = 0  # > 0 while skipping the rest of an overlong line
     while True:

@@ -81,11 +81,14 @@ def _name(value: Any) -> None:
 
 @dataclass(frozen=True)
 class MethodSpec:
+    """A method's handler (an Agent method name, or a daemon stream) and its parameter checks."""
     handler: str  # name of the Agent method (or a daemon stream) that serves it
     required: dict[str, Callable[[Any], None]] = field(default_factory=dict)
     optional: dict[str, Callable[[Any], None]] = field(default_factory=dict)
 
     def check(self, params: dict) -> None:
+        """Raise ParamError naming the first unknown, missing or malformed parameter; optional ones that
+        are None are not checked."""
         unknown = sorted(set(params) - set(self.required) - set(self.optional))
         if unknown:
             allowed = ", ".join(sorted({*self.required, *self.optional})) or "none"

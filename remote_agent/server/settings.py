@@ -22,6 +22,7 @@ class SettingsError(Exception):
 
 @dataclass
 class AgentSettings:
+    """Everything the daemon runs with (settings_from); sizes in bytes, times in seconds."""
     socket: Path
     state_dir: Path
     models_dir: Path
@@ -46,6 +47,7 @@ class AgentSettings:
 
 
 def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `remote-agent daemon` flags; each names the environment variable it falls back to."""
     add = parser.add_argument
     add("--socket", help="Unix socket path (env REMOTE_AGENT_SOCKET; default /run/remote-agent/agent.sock as root)")
     add("--state-dir", help="where the last good engine config is kept (env REMOTE_AGENT_STATE_DIR)")
@@ -160,6 +162,8 @@ def parse_overhead(text: str, name: str) -> tuple[int, float]:
 
 
 def settings_from(args: argparse.Namespace, env: dict[str, str] | None = None) -> AgentSettings:
+    """AgentSettings from parsed flags and env (default os.environ); a flag wins over its variable.
+    Raises SettingsError naming the bad flag or variable."""
     env = dict(os.environ if env is None else env)
     limit = args.engine_address_space_limit
     if limit is None and env.get("REMOTE_AGENT_ENGINE_ADDRESS_SPACE_LIMIT"):

@@ -14,6 +14,9 @@ log = logging.getLogger("remote_agent.state")
 
 
 class StateStore:
+    """The daemon's persisted state (the last good config, whether it was running, the boot MODEL):
+    one JSON file in state_dir."""
+
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = Path(state_dir)
         self.path = self.state_dir / STATE_FILE

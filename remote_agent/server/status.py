@@ -35,6 +35,7 @@ def query_gpus(nvidia_smi: str | None = None) -> list[dict] | None:
 
 
 def cached_gpus() -> list[dict] | None:
+    """query_gpus(), asked again at most every GPU_CACHE_S seconds."""
     global _gpu_cache
     now = time.monotonic()
     if _gpu_cache is None or now - _gpu_cache[0] > GPU_CACHE_S:

@@ -16,6 +16,7 @@ __all__ = ["ADAPTERS", "EngineAdapter", "EngineConfig", "EngineFailure", "adapte
 
 
 def adapter_for(name: str) -> EngineAdapter:
+    """A fresh adapter for engine name ("llama-server", "koboldcpp"); ValueError names the known ones."""
     try:
         return ADAPTERS[name]()
     except KeyError:

@@ -68,6 +68,7 @@ class EngineConfig:
     fit: FitRequest | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict:
+        """The persisted form, JSON-ready: every field but the pending fit; tuples become lists."""
         data = asdict(self)
         data.pop("fit", None)  # only resolved configs (a number as ctx) are persisted
         data["args"] = list(self.args)
@@ -76,6 +77,7 @@ class EngineConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "EngineConfig":
+        """The inverse of to_dict; keys it does not know (from another agent version) are ignored."""
         known = {f for f in cls.__dataclass_fields__} - {"fit"}
         values = {k: v for k, v in data.items() if k in known}
         values["args"] = tuple(values.get("args") or ())
@@ -93,6 +95,8 @@ class FailurePatterns:
     bad_model: list[str] = field(default_factory=list)
 
     def compiled(self) -> list[tuple[str, re.Pattern]]:
+        """[(kind, one case-insensitive regex of its patterns)] in checking order; kinds without
+        patterns are left out."""
         return [(kind, re.compile("|".join(patterns), re.IGNORECASE))
                 for kind, patterns in ((OOM, self.oom), (PORT_IN_USE, self.port_in_use), (BAD_MODEL, self.bad_model))
                 if patterns]
@@ -106,6 +110,8 @@ GGML_OOM = [
 
 
 class EngineAdapter(ABC):
+    """One engine kind. A subclass sets name, binary, patterns, health_path and busy_path and builds
+    the command line; adapter_for makes a fresh instance per use."""
     name: str
     binary: str
     patterns: FailurePatterns
@@ -139,6 +145,7 @@ class EngineAdapter(ABC):
     health_path: str = "/health"
 
     def is_healthy(self, status: int, body: bytes) -> bool:
+        """Whether a health_path answer (HTTP status, body bytes) means ready; by default status 200."""
         return status == 200
 
     busy_path: str | None = None
@@ -148,6 +155,9 @@ class EngineAdapter(ABC):
         return None
 
     def classify(self, returncode: int | None, log_lines: list[str]) -> EngineFailure:
+        """The EngineFailure of a process that failed, from its exit status (None: never ran) and output:
+        the first kind whose patterns match (OOM first), else crashed. The message quotes the matching (or
+        last) line and the fix; log_tail holds the last 20 lines."""
         text = "\n".join(log_lines)
         for kind, pattern in self._compiled:
             match = pattern.search(text)
@@ -167,6 +177,7 @@ FIXES = {
 
 
 def describe_exit(returncode: int | None) -> str:
+    """"exited with code N", "was killed by SIGKILL", or "failed" (returncode None), for messages."""
     if returncode is None:
         return "failed"
     if returncode < 0:
@@ -179,4 +190,5 @@ def describe_exit(returncode: int | None) -> str:
 
 
 def optional_flag(flag: str, value: int | None) -> list[str]:
+    """[flag, str(value)], or [] when value is None."""
     return [] if value is None else [flag, str(value)]

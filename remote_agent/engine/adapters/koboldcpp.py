@@ -16,6 +16,7 @@ DEFAULT_GPU_LAYERS = 999  # seed 000: offload everything
 
 
 class KoboldCppAdapter(EngineAdapter):
+    """koboldcpp with seed 000's flags: ready once /api/v1/model names a model, busy from /api/extra/perf."""
     name = "koboldcpp"
     binary = "koboldcpp"
     patterns = FailurePatterns(
@@ -28,6 +29,7 @@ class KoboldCppAdapter(EngineAdapter):
     busy_path = "/api/extra/perf"  # {"idle": 1|0, "queue": n, ...}
 
     def command(self, config: EngineConfig, bin_dir: Path | None) -> list[str]:
+        """Seed 000's flags, each optional setting when set, then ARGS and the fit's flags last."""
         gpu_layers = DEFAULT_GPU_LAYERS if config.gpu_layers is None else config.gpu_layers
         return [
             self.binary_path(bin_dir), "--model", config.model_path,
@@ -41,6 +43,7 @@ class KoboldCppAdapter(EngineAdapter):
         ]
 
     def is_healthy(self, status: int, body: bytes) -> bool:
+        """Ready once /api/v1/model answers 200 with a non-empty "result"."""
         if status != 200:
             return False
         try:
@@ -49,6 +52,7 @@ class KoboldCppAdapter(EngineAdapter):
             return False
 
     def is_busy(self, status: int, body: bytes) -> bool | None:
+        """Busy when perf says not idle or requests are queued; None for any other answer."""
         if status != 200:
             return None
         try:

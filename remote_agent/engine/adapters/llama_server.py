@@ -10,6 +10,7 @@ from remote_agent.engine.adapters.base import (
 
 
 class LlamaServerAdapter(EngineAdapter):
+    """llama.cpp's llama-server: ready when /health answers 200 (503 while loading), busy from /slots."""
     name = "llama-server"
     binary = "llama-server"
     patterns = FailurePatterns(
@@ -22,6 +23,7 @@ class LlamaServerAdapter(EngineAdapter):
     busy_path = "/slots"  # enabled by default; lists is_processing per slot
 
     def command(self, config: EngineConfig, bin_dir: Path | None) -> list[str]:
+        """Each optional setting as its flag when set, then ARGS and the fit's flags last."""
         return [
             self.binary_path(bin_dir), "--model", config.model_path,
             "--host", ENGINE_HOST, "--port", str(config.port),
@@ -35,11 +37,13 @@ class LlamaServerAdapter(EngineAdapter):
         ]
 
     def fit_flags(self, run_config) -> list[str]:
+        """`--fit off` and the cache and slot flags of run_config (fit.estimate.RunConfig.engine_args())."""
         # llama-server's own fit (on by default) would shrink the context or move layers to the CPU
         # behind our back; the search needs the whole model on the GPU at exactly the ctx it chose.
         return ["--fit", "off", *run_config.engine_args()]
 
     def is_busy(self, status: int, body: bytes) -> bool | None:
+        """Whether any slot is processing; None when /slots is off (--no-slots) or unreadable."""
         if status != 200:
             return None  # --no-slots, or an older build: cannot tell
         try:
