@@ -16,7 +16,7 @@ import urllib.request
 import pytest
 
 from remote_agent.fit.estimate import RunConfig
-from tests.testbed.fit_standin import FIT_LARGE, FIT_SMALL, STACK_BYTES, calibrate_overhead, fit_model
+from tests.testbed.fit_standin import STACK_BYTES, calibrate_overhead
 from tests.testbed.llama import chat_completion
 
 MiB = 1 << 20
@@ -28,16 +28,6 @@ def overhead_flag(llama_bin, tiny_model) -> str:
     """The stand-in's overhead, measured on tiny-a (not the models the searches run on)."""
     overhead = calibrate_overhead(llama_bin, tiny_model, RunConfig(token_embd_on_device=True))
     return f"{overhead.base_bytes}+{overhead.per_token_bytes}"
-
-
-@pytest.fixture(scope="module")
-def small_model():
-    return fit_model(FIT_SMALL)
-
-
-@pytest.fixture(scope="module")
-def large_model():
-    return fit_model(FIT_LARGE)
 
 
 def standin_daemon(make_daemon, llama_bin, limit: int, overhead: str | None, env=None, autostart=False, **kw):
@@ -60,10 +50,10 @@ def engine_ctx(port: int) -> int:
 
 
 def test_swap_auto_loads_near_the_limit_then_a_second_swap_reuses_the_remembered_fit(
-        make_daemon, llama_bin, small_model, large_model, overhead_flag):
+        make_daemon, llama_bin, fit_small_model, fit_large_model, overhead_flag):
     daemon = standin_daemon(make_daemon, llama_bin, 450 * MiB, overhead_flag)
     client = daemon.client()
-    events, reply = client.call("engine.swap", {"model": str(small_model), "ctx": "auto"})
+    events, reply = client.call("engine.swap", {"model": str(fit_small_model), "ctx": "auto"})
     assert "result" in reply, reply
     first = reply["result"]
     fit = first["fit"]
@@ -80,9 +70,9 @@ def test_swap_auto_loads_near_the_limit_then_a_second_swap_reuses_the_remembered
     assert daemon.log_text().count(f"--ctx-size {fit['ctx']} ") == 1
     assert "--n-gpu-layers 999" in daemon.log_text() and "--fit off" in daemon.log_text()
 
-    assert client.result("engine.swap", {"model": str(large_model), "ctx": 2048})["ctx"] == 2048
+    assert client.result("engine.swap", {"model": str(fit_large_model), "ctx": 2048})["ctx"] == 2048
     launches_before = daemon.log_text().count("started llama-server")
-    events, reply = client.call("engine.swap", {"model": str(small_model), "ctx": "auto"})
+    events, reply = client.call("engine.swap", {"model": str(fit_small_model), "ctx": "auto"})
     again = reply["result"]
     assert again["fit"]["cached"] and again["fit"]["launches"] == 1 and again["ctx"] == fit["ctx"]
     assert fit_messages(events)[0] == f"remembered fit: trying {fit['ctx']}"
@@ -90,14 +80,14 @@ def test_swap_auto_loads_near_the_limit_then_a_second_swap_reuses_the_remembered
     assert engine_ctx(daemon.port) == fit["ctx"]
 
     # fresh: searches again
-    _, reply = client.call("engine.swap", {"model": str(small_model), "ctx": "auto", "fresh": True})
+    _, reply = client.call("engine.swap", {"model": str(fit_small_model), "ctx": "auto", "fresh": True})
     assert reply["result"]["fit"]["cached"] is False
 
 
-def test_an_oom_in_the_daemon_is_recomputed_from_the_failed_allocation(make_daemon, llama_bin, large_model):
+def test_an_oom_in_the_daemon_is_recomputed_from_the_failed_allocation(make_daemon, llama_bin, fit_large_model):
     # No overhead given: the first prediction overshoots the limit by the engine's own bookkeeping.
     daemon = standin_daemon(make_daemon, llama_bin, 900 * MiB, None)
-    events, reply = daemon.client().call("engine.start", {"model": str(large_model), "ctx": "auto"})
+    events, reply = daemon.client().call("engine.start", {"model": str(fit_large_model), "ctx": "auto"})
     assert "result" in reply, reply
     fit = reply["result"]["fit"]
     assert fit["attempts"][0]["ok"] is False and fit["attempts"][0]["failed_bytes"] > 0
@@ -107,17 +97,17 @@ def test_an_oom_in_the_daemon_is_recomputed_from_the_failed_allocation(make_daem
     assert reply["result"]["state"] == "ready" and engine_ctx(daemon.port) == fit["ctx"]
 
 
-def test_fit_search_returns_the_figures_and_respects_the_ctx_cap(make_daemon, llama_bin, small_model,
+def test_fit_search_returns_the_figures_and_respects_the_ctx_cap(make_daemon, llama_bin, fit_small_model,
                                                                  overhead_flag):
     daemon = standin_daemon(make_daemon, llama_bin, 450 * MiB, overhead_flag, env={"CTX": "50000"})
     client = daemon.client()
     # CTX as a number is the upper bound of an auto search
-    started = client.result("engine.start", {"model": str(small_model), "ctx": "auto"})
+    started = client.result("engine.start", {"model": str(fit_small_model), "ctx": "auto"})
     assert started["ctx"] == 49920 and started["fit"]["limited_by"] == "ctx_cap"
     events, reply = client.call("fit.search", {"ctx_max": 8192, "cache_type": "q8_0"})
     result = reply["result"]
     assert (result["ctx"], result["launches"], result["cached"]) == (8192, 1, False)
-    assert result["limited_by"] == "ctx_cap" and result["state"] == "ready" and result["model"] == str(small_model)
+    assert result["limited_by"] == "ctx_cap" and result["state"] == "ready" and result["model"] == str(fit_small_model)
     assert result["budget_bytes"] == 450 * MiB and result["estimate"]["need_bytes"] < 450 * MiB
     assert fit_messages(events)[0] == "trying 8192"
     status = client.result("status")
@@ -134,11 +124,11 @@ def test_fit_search_returns_the_figures_and_respects_the_ctx_cap(make_daemon, ll
     assert status["state"] == "ready" and status["ctx"] == 8192 and engine_ctx(daemon.port) == 8192
 
 
-def test_nothing_fits_pauses_with_what_the_model_needs_and_the_daemon_lives(make_daemon, llama_bin, large_model,
+def test_nothing_fits_pauses_with_what_the_model_needs_and_the_daemon_lives(make_daemon, llama_bin, fit_large_model,
                                                                             overhead_flag):
     daemon = standin_daemon(make_daemon, llama_bin, 80 * MiB, overhead_flag)
     client = daemon.client()
-    _, reply = client.call("engine.start", {"model": str(large_model), "ctx": "auto"})
+    _, reply = client.call("engine.start", {"model": str(fit_large_model), "ctx": "auto"})
     assert reply["error"]["code"] == "oom", reply
     assert reply["error"]["message"].startswith("model needs ") and "80 MiB free" in reply["error"]["message"]
     status = client.result("status")
@@ -147,9 +137,9 @@ def test_nothing_fits_pauses_with_what_the_model_needs_and_the_daemon_lives(make
     assert daemon.alive()
 
 
-def test_ctx_auto_at_boot_that_cannot_fit_is_paused_not_retried(make_daemon, llama_bin, large_model, overhead_flag):
+def test_ctx_auto_at_boot_that_cannot_fit_is_paused_not_retried(make_daemon, llama_bin, fit_large_model, overhead_flag):
     daemon = standin_daemon(make_daemon, llama_bin, 80 * MiB, overhead_flag, autostart=True,
-                            env={"MODEL": str(large_model), "CTX": "auto"})
+                            env={"MODEL": str(fit_large_model), "CTX": "auto"})
     status = daemon.wait_for_state({"paused"})
     assert "model needs " in status["last_error"]["message"]
     assert "started llama-server" not in daemon.log_text() and daemon.alive()
