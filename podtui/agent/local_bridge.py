@@ -39,9 +39,11 @@ class LocalChannel:
                 del self._stderr[:-8192]
 
     def makefile(self, mode: str = "rb"):
+        """The process's stdout (a binary reader; mode is ignored)."""
         return self.proc.stdout
 
     def sendall(self, data: bytes) -> None:
+        """Write data to the process's stdin and flush; raises OSError when the process has exited."""
         try:
             self.proc.stdin.write(data)
             self.proc.stdin.flush()
@@ -49,17 +51,20 @@ class LocalChannel:
             raise OSError(f"the local bridge exited: {exc}") from None
 
     def recv_stderr_ready(self) -> bool:
+        """Whether kept stderr bytes are waiting; waits 0.05 s first when the process has exited."""
         time.sleep(0.05) if self.proc.poll() is not None else None  # let the reader catch the last words
         with self._stderr_lock:
             return bool(self._stderr)
 
     def recv_stderr(self, n: int) -> bytes:
+        """Up to n kept stderr bytes, removed from the buffer (b"" when none)."""
         with self._stderr_lock:
             data = bytes(self._stderr[:n])
             del self._stderr[:n]
             return data
 
     def close(self) -> None:
+        """Close stdin and wait up to 3 seconds for the process to exit, then kill it."""
         try:
             self.proc.stdin.close()  # the bridge half-closes the socket; the daemon hangs up
         except OSError:
@@ -80,9 +85,12 @@ class LocalBridge:
         self.target = _LocalLabel()
 
     def open_exec(self, command: str = "", timeout: float = 10.0) -> LocalChannel:
+        """A LocalChannel over a new `python -m remote_agent rpc --socket S` process (command and
+        timeout are ignored). Raises OSError when the process cannot be started."""
         proc = subprocess.Popen([*AGENT, "rpc", "--socket", str(self.socket_path)], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
         return LocalChannel(proc)
 
     def close(self) -> None:
+        """Nothing to close: each channel owns its process."""
         pass

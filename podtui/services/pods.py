@@ -30,12 +30,16 @@ def quiet(phase: str, detail: str) -> None:
 
 @dataclass(frozen=True)
 class LaunchResult:
+    """A launched pod: its SSH endpoint, the host-key block it printed and the pins made from it."""
+
     pod: Pod
     endpoint: SshEndpoint
     block: PrintedBlock
     pins: list[HostKeyPin]
 
     def as_dict(self) -> dict:
+        """The pod's as_dict plus `ssh` {host, port, user}, `known_hosts_alias` and `host_keys`
+        [{type, fingerprint, verified}], for JSON output."""
         return {**self.pod.as_dict(),
                 "ssh": {"host": self.endpoint.host, "port": self.endpoint.port, "user": self.endpoint.user},
                 "known_hosts_alias": pod_alias(self.pod.id),
@@ -59,6 +63,9 @@ class PodService:
         self._sleep = sleep
 
     def launch(self, spec: PodSpec, progress: Progress = quiet) -> LaunchResult:
+        """Create the pod, wait until it is reachable, read its printed host keys and pin them.
+        Raises ProviderError or PrintedBlockError (after creation, the fix says the pod may still be
+        billed); UsageProblem / OSError when the pins cannot be written."""
         progress("create", f"asking {self.provider.name} for a {spec.gpu} pod")
         pod = self.provider.create_pod(spec)
         progress("created", f"pod {pod.id} ({pod.name}) is {pod.status}")
@@ -75,7 +82,9 @@ class PodService:
         return LaunchResult(pod, pod.ssh, block, pins)
 
     def wait_until_reachable(self, pod_id: str, progress: Progress = quiet) -> Pod:
-        """Poll until the pod runs and has a public port-22 mapping, or fail after the bound."""
+        """Poll (every poll_s seconds) until the pod runs and has a public port-22 mapping; returns
+        that pod. Raises ProviderError when it goes to ERROR/TERMINATED or after wait_timeout_s
+        seconds, PodNotFound / ProviderError from the provider."""
         deadline = self._clock() + self.wait_timeout_s
         last = ""
         while True:
@@ -100,7 +109,10 @@ class PodService:
 
     def fetch_printed_block(self, pod: Pod, progress: Progress = quiet,
                             timeout_s: float | None = None) -> PrintedBlock:
-        """The last complete host-key block in the pod's log, waiting (bounded) for it to appear."""
+        """The last complete host-key block in the pod's log (last 5000 lines; Runpod REST v2
+        `GET /v2/pods/{id}/logs`), re-read every poll_s seconds for up to timeout_s (default
+        block_timeout_s) seconds. Raises NoPrintedBlock when none appears in time, PrintedBlockError
+        when it is damaged or names another pod, ProviderError when the log cannot be read."""
         deadline = self._clock() + (self.block_timeout_s if timeout_s is None else timeout_s)
         announced = False
         while True:
@@ -131,13 +143,17 @@ class PodService:
             return block
 
     def pin(self, pod: Pod, block: PrintedBlock) -> list[HostKeyPin]:
+        """Make the block's keys the only, verified pins under `podtui-<id>`; returns them. Raises
+        UsageProblem for an id that cannot be a known_hosts name, OSError when the file cannot be written."""
         return self.known_hosts.replace(pod_alias(pod.id), list(block.keys), verified=True)
 
     def ssh_target(self, ref: str, user: str | None = None, progress: Progress = quiet,
                    block_timeout_s: float = 60.0, pin_from_log: bool = True) -> SshTarget:
         """The pod named by id or name as an SSH target under its `podtui-<id>` alias, with its
         printed host keys pinned (fetched from the log when it has no verified pins yet, unless
-        pin_from_log is False: `hostkey --from-log` pins from a file instead)."""
+        pin_from_log is False: `hostkey --from-log` pins from a file instead). block_timeout_s in
+        seconds. Raises PodNotFound, ProviderError (not running, no SSH mapping, ambiguous name, API
+        failure), NoPrintedBlock / PrintedBlockError from fetch_printed_block."""
         pod = self.provider.find_pod(ref)
         if not pod.running:
             raise ProviderError(f"pod {pod.id} ({pod.name}) is {pod.status}, not running",
@@ -153,7 +169,8 @@ class PodService:
 
 def pod_target(pod: Pod, user: str | None = None) -> SshTarget:
     """A cloud pod with a public SSH endpoint as an SshTarget under its `podtui-<id>` alias (its
-    pins are kept per pod id: port mappings change when a pod resets). The pod must have `ssh`."""
+    pins are kept per pod id: port mappings change when a pod resets). The pod must have `ssh`
+    (AssertionError otherwise)."""
     assert pod.ssh is not None, "pod_target needs a pod with a public SSH endpoint"
     login = user or pod.ssh.user
     return SshTarget(pod.ssh.host, pod.ssh.port, login, pod_alias(pod.id),
@@ -178,7 +195,8 @@ def resolve_pod_target(text: str, user: str | None = None, progress: Progress = 
     """`pod_resolver` for podtui.ssh.target.resolve_target: a Runpod pod id or name → SshTarget
     with its printed host keys pinned; None when TARGET is not a pod (an SSH host) or no Runpod
     key is configured, so the caller falls back to `[user@]host[:port]`. PODTUI_POLL_S sets how
-    often the log is read again while waiting for the block (default 5 s)."""
+    often the log is read again while waiting for the block (default 5 s). Raises what
+    PodService.ssh_target raises except PodNotFound, and ConfigError for an unreadable config file."""
     if looks_like_host(text):
         return None
     from podtui.providers.runpod import NoApiKey, RunpodProvider

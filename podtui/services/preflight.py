@@ -31,11 +31,15 @@ _SPLIT_NAME = re.compile(r"^(?P<stem>.*)-(?P<part>\d{5})-of-(?P<count>\d{5})\.gg
 
 
 class PreflightError(PodtuiError):
+    """The GGUF header could not be fetched or read, or the model cannot be estimated."""
+
     pass
 
 
 @dataclass
 class HeaderFetch:
+    """A parsed GGUF header, with how many bytes and HTTP requests it took to fetch."""
+
     header: GGUFHeader
     bytes_read: int
     requests: int
@@ -43,6 +47,9 @@ class HeaderFetch:
 
 @dataclass
 class Preflight:
+    """The pre-flight verdict: the largest context (tokens) that fits, sizes in bytes, and the
+    one-line message shown to the user."""
+
     ctx: int | None          # None: not even 256 tokens fit
     trained_ctx: int
     weights_bytes: int
@@ -53,12 +60,17 @@ class Preflight:
 
 
 def hf_resolve_url(repo: str, filename: str, revision: str = "main", endpoint: str | None = None) -> str:
+    """Hugging Face's download URL `{endpoint}/{repo}/resolve/{revision}/{filename}`; the endpoint
+    defaults to $HF_ENDPOINT, then https://huggingface.co."""
     base = (endpoint or os.environ.get("HF_ENDPOINT") or HF_DEFAULT_ENDPOINT).rstrip("/")
     return f"{base}/{repo}/resolve/{urllib.parse.quote(revision, safe='')}/{urllib.parse.quote(filename)}"
 
 
 def fetch_gguf_header(url: str, token: str | None = None, first_range: int = FIRST_RANGE,
                       timeout: float = 30.0) -> HeaderFetch:
+    """The GGUF header at url, by HTTP Range requests of first_range bytes and growing (at most
+    MAX_HEADER); timeout in seconds per request, token sent as a Bearer token. Raises PreflightError
+    (HTTP error, unreachable, truncated, not GGUF, header too long)."""
     data = b""
     want = first_range
     requests = 0
@@ -127,6 +139,8 @@ def split_part_urls(url: str, header: GGUFHeader) -> list[str]:
 
 def preflight(url: str, gpu_memory_bytes: int, *, token: str | None = None, cache_type: str = "f16",
               parallel: int = 1, margin_bytes: int = DEFAULT_GPU_MARGIN, ctx_cap: int | None = None) -> Preflight:
+    """Fetch the header(s) of the GGUF at url (every part of a split model) and estimate the largest
+    context that fits in gpu_memory_bytes less margin_bytes. Raises PreflightError."""
     first = fetch_gguf_header(url, token)
     headers, read = [first.header], first.bytes_read
     for part in split_part_urls(url, first.header):
@@ -143,6 +157,8 @@ def preflight(url: str, gpu_memory_bytes: int, *, token: str | None = None, cach
 
 def estimate_fit(shape: ModelShape, estimator: FormulaEstimator, gpu_memory_bytes: int,
                  margin_bytes: int, bytes_read: int = 0, ctx_cap: int | None = None) -> Preflight:
+    """The largest multiple of 256 tokens, up to the trained context and ctx_cap, whose estimate
+    fits in gpu_memory_bytes - margin_bytes (remote_agent.fit's formula); ctx None when none does."""
     budget = gpu_memory_bytes - margin_bytes
     cap = min(x for x in (shape.trained_ctx or 1 << 30, ctx_cap or 1 << 30))
     ctx = largest_fitting_ctx(estimator.bytes_at, budget, STEP, max(cap, STEP))

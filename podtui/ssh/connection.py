@@ -36,6 +36,9 @@ DEFAULT_IDENTITIES = ("id_ed25519", "id_ecdsa", "id_rsa")
 
 @dataclass
 class ConnectOptions:
+    """How to connect: the identity to use (else ssh-agent keys, then ~/.ssh/id_* files) and the
+    timeouts in seconds (connect_timeout covers TCP, banner and key exchange)."""
+
     identity: Path | None = None      # -i: used alone (like IdentitiesOnly=yes)
     connect_timeout: float = 10.0
     auth_timeout: float = 15.0
@@ -70,7 +73,12 @@ class SshConnection:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def connect(self) -> TrustOutcome:
-        """TCP connect, key exchange, host-key check, authentication. Replaces any old transport."""
+        """TCP connect, key exchange, host-key check, authentication. Replaces any old transport.
+
+        Returns the policy's TrustOutcome (the check may also write a pin to known_hosts). Raises
+        CannotConnect (TCP, handshake, identity or authentication failure) or HostKeyNotVerified
+        (key refused by the policy: nothing was authenticated).
+        """
         self.close()
         sock = self._tcp_connect()
         transport = paramiko.Transport(sock, default_window_size=WINDOW_SIZE,
@@ -94,7 +102,8 @@ class SshConnection:
         return outcome
 
     def probe_host_key(self) -> HostKey:
-        """The key the server presents, after key exchange only: no pin check, no login."""
+        """The key the server presents, after key exchange only: no pin check, no login.
+        Raises CannotConnect when TCP or the handshake fails; the transport is always closed."""
         transport = paramiko.Transport(self._tcp_connect())
         try:
             self._tune(transport)
@@ -107,10 +116,12 @@ class SshConnection:
             transport.close()
 
     def is_active(self) -> bool:
+        """Whether a transport exists and paramiko still reports it active; never raises."""
         transport = self.transport
         return transport is not None and transport.is_active()
 
     def close(self) -> None:
+        """Close the transport (and with it every channel); idempotent, safe from any thread."""
         with self._lock:
             transport, self.transport = self.transport, None
         if transport is not None:
@@ -126,17 +137,25 @@ class SshConnection:
 
     # -- channels ----------------------------------------------------------------------------
     def open_exec(self, command: str, timeout: float = 10.0) -> paramiko.Channel:
+        """A session channel running `command` (timeout: seconds to open it). Raises CannotConnect
+        when the link is down, paramiko.SSHException when the server refuses or the open times out."""
         channel = self._require_transport().open_session(timeout=timeout)
         channel.exec_command(command)
         return channel
 
     def open_forward(self, remote: tuple[str, int], origin: tuple[str, int],
                      timeout: float = 10.0) -> paramiko.Channel:
+        """A `direct-tcpip` channel to remote (host, port), as `ssh -L` opens, announcing origin
+        (host, port) as the source (RFC 4254 7.2); timeout in seconds. Raises CannotConnect when
+        the link is down, paramiko.SSHException when the server refuses or the open times out."""
         return self._require_transport().open_channel("direct-tcpip", remote, origin, timeout=timeout)
 
     def open_pty_keeper(self) -> paramiko.Channel | None:
         """One idle pty session. sshd sets TCP_NODELAY on the connection only for pty sessions;
-        without it every new forwarded connection stalls 44 ms (Nagle vs delayed ACK)."""
+        without it every new forwarded connection stalls 44 ms (Nagle vs delayed ACK).
+
+        None when the server refuses (paramiko.SSHException / OSError are swallowed); raises
+        CannotConnect when the link is already down."""
         try:
             channel = self._require_transport().open_session(timeout=5)
             channel.get_pty(term="dumb", width=80, height=24)

@@ -62,7 +62,8 @@ def normalize_fingerprint(text: str) -> str:
 
 
 def key_type_of_blob(blob: bytes) -> str:
-    """The key type named inside an SSH public key blob (its first length-prefixed string)."""
+    """The key type named inside an SSH public key blob (its first length-prefixed string, RFC 4253
+    6.6). Raises ValueError when the blob is too short or the length is implausible."""
     if len(blob) < 4:
         raise ValueError("key blob is too short")
     (length,) = struct.unpack(">I", blob[:4])
@@ -80,14 +81,18 @@ class HostKey:
 
     @property
     def fingerprint(self) -> str:
+        """`SHA256:<base64 without padding>`, as `ssh-keygen -lf` prints it."""
         return fingerprint_of_blob(self.blob)
 
     @property
     def base64(self) -> str:
+        """The blob in padded base64: the key field of a known_hosts or authorized_keys line."""
         return base64.b64encode(self.blob).decode()
 
     @classmethod
     def from_base64(cls, key_type: str, text: str) -> "HostKey":
+        """The key from a `TYPE BASE64` pair (a known_hosts or printed-block line). Raises ValueError
+        when the base64 is invalid, the blob malformed, or the blob names another type than key_type."""
         try:
             blob = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
@@ -99,6 +104,8 @@ class HostKey:
 
     @classmethod
     def from_paramiko(cls, key) -> "HostKey":
+        """The key from a paramiko PKey (e.g. Transport.get_remote_server_key()); the type comes from
+        its blob, so an RSA key is `ssh-rsa` whatever signature algorithm was negotiated."""
         blob = key.asbytes()
         return cls(key_type_of_blob(blob), blob)
 
@@ -161,7 +168,8 @@ def _parse_block_lines(lines: list[str], block_number: int) -> PrintedBlock:
 
 
 def parse_printed_blocks(text: str) -> PrintedBlock:
-    """The last complete host-key block in a log. Raises PrintedBlockError when there is none."""
+    """The last complete host-key block in a log. Raises NoPrintedBlock when there is none, and
+    PrintedBlockError when that block is damaged, lists no keys, or a fingerprint does not match its key."""
     lines = strip_terminal_noise(text)
     complete: list[list[str]] = []
     truncated = 0

@@ -35,13 +35,15 @@ class HostKeyPin:
     verified: bool
 
     def line(self) -> str:
+        """The known_hosts line `ALIAS TYPE BASE64 podtui-(un)verified`; UsageProblem for a bad alias."""
         check_alias(self.alias)
         return f"{self.alias} {self.key.key_type} {self.key.base64} {VERIFIED if self.verified else UNVERIFIED}"
 
 
 def check_alias(alias: str) -> str:
     """A known_hosts name podtui may write: one plain name (`podtui-<id>`, `[host]:port`, host), never a
-    list, a pattern, a hashed name or anything that would split the line."""
+    list, a pattern, a hashed name or anything that would split the line. Returns alias unchanged;
+    raises UsageProblem otherwise."""
     if (not alias or alias.startswith("|") or any(ch in alias for ch in ",*?!#@")
             or any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in alias)):
         raise UsageProblem(f"{alias[:80]!r} cannot be a known_hosts name (lists, patterns and spaces are refused)",
@@ -91,6 +93,9 @@ class KnownHosts:
             return []
 
     def pins_for(self, alias: str) -> list[HostKeyPin]:
+        """The pins of every readable line whose (comma-separated) names include alias, in file
+        order, each reported under alias; [] when the file is missing. `@`-marked lines are not pins.
+        Raises OSError when the file exists but cannot be read."""
         pins = []
         for line in self._lines():
             pin = _parse_line(line)
@@ -108,11 +113,14 @@ class KnownHosts:
         return keys
 
     def all_pins(self) -> list[HostKeyPin]:
+        """One pin per readable, unmarked line, in file order, under the line's names field as
+        written (possibly a comma-separated list); [] when the file is missing."""
         return [pin for pin in map(_parse_line, self._lines()) if pin]
 
     def replace(self, alias: str, keys: list[HostKey], verified: bool) -> list[HostKeyPin]:
         """Make `keys` the only pins for alias. A hand-written line listing alias among other names
-        keeps the other names only; other lines are untouched."""
+        keeps the other names only; other lines are untouched. Returns the new pins; raises
+        UsageProblem for an alias check_alias refuses, OSError when the file cannot be written."""
         check_alias(alias)
         kept = []
         for line in self._lines():

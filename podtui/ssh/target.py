@@ -23,6 +23,9 @@ _SSH_HOST = re.compile(
 
 @dataclass(frozen=True)
 class SshTarget:
+    """Where to connect (host, port, login user) and the known_hosts alias its pins live under;
+    pod_id is set for a cloud pod."""
+
     host: str
     port: int
     user: str
@@ -37,11 +40,14 @@ def known_hosts_name(host: str, port: int) -> str:
 
 
 def pod_alias(pod_id: str) -> str:
+    """The known_hosts name of a pod's pins: `podtui-<pod_id>` (stable across IP:port changes)."""
     return f"podtui-{pod_id}"
 
 
 def parse_ssh_target(text: str, user: str | None = None) -> SshTarget | None:
-    """An SshTarget for `[ssh://][user@]host[:port]`, or None when text is not of that form."""
+    """An SshTarget for `[ssh://][user@]host[:port]`, or None when text is not of that form.
+    The user defaults to `user`, then the local login. Raises UsageProblem for a port outside
+    1-65535 or a user in text that differs from `user`."""
     match = _SSH_HOST.match(text.strip())
     if not match:
         return None
@@ -62,7 +68,8 @@ def resolve_target(
     pod_resolver: Callable[[str, str | None], SshTarget | None] | None = None,
 ) -> SshTarget:
     """Resolve TARGET. An explicit `ssh://` or `user@` form is always an SSH host; otherwise a
-    pod resolver (providers) gets the first say, so that a pod named like a hostname still works."""
+    pod resolver (providers) gets the first say, so that a pod named like a hostname still works.
+    Raises UsageProblem when text is neither, and lets whatever pod_resolver raises through."""
     explicit_ssh = text.startswith("ssh://") or "@" in text
     if pod_resolver is not None and not explicit_ssh:
         target = pod_resolver(text, user)

@@ -20,6 +20,9 @@ from podtui.ssh.known_hosts import HostKeyPin, KnownHosts
 
 @dataclass
 class TrustOutcome:
+    """What a host-key check decided for the presented key: trusted, pinned now or not, and a
+    warning to show (set when the key is trusted without out-of-band verification)."""
+
     key: HostKey
     verified: bool          # False only for a pin accepted with --accept-unverified
     newly_pinned: bool
@@ -28,6 +31,8 @@ class TrustOutcome:
 
 @dataclass
 class HostKeyPolicy:
+    """The trust rules above for one known_hosts alias; `outcomes` records every accepted check."""
+
     known_hosts: KnownHosts
     alias: str
     label: str
@@ -44,6 +49,11 @@ class HostKeyPolicy:
         return order
 
     def check(self, presented: HostKey) -> TrustOutcome:
+        """Decide on the presented key by the rules above, pinning it when they allow (first contact
+        with a fingerprint or --accept-unverified; a fingerprint also marks an unverified pin
+        verified). Raises HostKeyNotVerified for a revoked key, a
+        fingerprint mismatch, a changed pin or an unverified first contact; OSError when the pins
+        file cannot be read or written."""
         outcome = self._decide(presented)
         self.outcomes.append(outcome)
         return outcome
@@ -107,5 +117,6 @@ class HostKeyPolicy:
 
 
 def describe_pins(pins: list[HostKeyPin]) -> list[dict]:
+    """The pins as JSON-ready dicts: `{"type", "fingerprint", "verified"}`, in the given order."""
     return [{"type": p.key.key_type, "fingerprint": p.key.fingerprint, "verified": p.verified}
             for p in pins]

@@ -40,12 +40,17 @@ class LocalPortBusy(PodtuiError):
 
 @dataclass(frozen=True)
 class ForwardSpec:
+    """One local forward: listen on bind_host:local_port (0: any free port), connect to
+    remote_host:remote_port as seen from the server."""
+
     bind_host: str
     local_port: int
     remote_host: str
     remote_port: int
 
     def openssh(self, local_port: int | None = None) -> str:
+        """The spec as OpenSSH's -L argument `bind:lport:rhost:rport` (an IPv6 rhost bracketed);
+        local_port, when given, replaces the spec's (e.g. the port actually bound for 0)."""
         host = f"[{self.remote_host}]" if ":" in self.remote_host else self.remote_host
         return f"{self.bind_host}:{local_port or self.local_port}:{host}:{self.remote_port}"
 
@@ -65,7 +70,9 @@ def _port(text: str, what: str, spec: str, allow_zero: bool = False) -> int:
 
 def parse_forward(spec: str, default_remote_host: str = "127.0.0.1") -> ForwardSpec:
     """OpenSSH -L syntax `[bind:]lport:rhost:rport`, plus podtui's short `lport[:rport]`.
-    Local port 0 asks the kernel for a free port (the bound one is reported when up)."""
+    Local port 0 asks the kernel for a free port (the bound one is reported when up). A lone lport
+    forwards to the same remote port (5002 for 0); the default bind host is 127.0.0.1, and `*` or an
+    empty bind means 0.0.0.0. Raises UsageProblem for a malformed spec or a port out of range."""
     parts = _split_forward(spec.strip())
     if len(parts) == 1:
         port = _port(parts[0], "local port", spec, allow_zero=True)
@@ -88,6 +95,9 @@ def parse_forward(spec: str, default_remote_host: str = "127.0.0.1") -> ForwardS
 
 @dataclass
 class TunnelStats:
+    """Counters of one tunnel: bytes each way (up: local to remote), forwarded connections (total
+    opened, open now, failed to open) and reconnects of the SSH link."""
+
     bytes_up: int = 0
     bytes_down: int = 0
     connections_total: int = 0
@@ -96,6 +106,7 @@ class TunnelStats:
     reconnects: int = 0
 
     def as_dict(self) -> dict:
+        """The counters as a plain dict (a copy), field name to int."""
         return dict(self.__dict__)
 
 
@@ -109,7 +120,12 @@ def _close_socket(sock: socket.socket) -> None:
 
 
 class Tunnel:
-    """Forwards from bound local listeners through `connection`, reconnecting when it drops."""
+    """Forwards from bound local listeners through `connection`, reconnecting when it drops.
+
+    on_event(kind, data) is called from worker threads with kind "down" (data: stats), "retry"
+    (attempt, error), "up" (fingerprint, reconnect, attempts), "fatal" (error) or "channel_failed"
+    (remote, error).
+    """
 
     def __init__(self, connection: SshConnection, forwards: list[ForwardSpec],
                  on_event: Callable[[str, dict], None] | None = None) -> None:
@@ -151,10 +167,12 @@ class Tunnel:
 
     @property
     def local_ports(self) -> list[int]:
+        """The ports actually bound, in the order of `forwards` (the kernel's choice for port 0)."""
         return [listener.getsockname()[1] for _, listener in self.listeners]
 
     def start(self) -> TrustOutcome:
-        """Connect (verifying the host key), then start accepting. Raises on the first failure."""
+        """Connect (verifying the host key), then start accepting; returns the TrustOutcome.
+        Raises on the first failure: LocalPortBusy (bind), CannotConnect or HostKeyNotVerified."""
         if not self.listeners:
             self.bind()
         outcome = self.connection.connect()
@@ -166,13 +184,15 @@ class Tunnel:
         return outcome
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until stopped; re-raises the fatal error that stopped the tunnel, if any."""
+        """Block until stopped or timeout seconds pass (None: no limit); True when stopped. Re-raises
+        the fatal error (e.g. HostKeyNotVerified on reconnect) that stopped the tunnel, if any."""
         stopped = self._stopped.wait(timeout)
         if self.fatal is not None:
             raise self.fatal
         return stopped
 
     def stop(self) -> None:
+        """Stop accepting, close every forwarded socket and the SSH connection; idempotent."""
         self._stopped.set()
         self._link_up.set()   # wake waiters so they notice the stop
         self.close_listeners()
@@ -183,6 +203,7 @@ class Tunnel:
         self.connection.close()
 
     def close_listeners(self) -> None:
+        """Shut down and close the listening sockets (open forwarded connections stay up)."""
         for _, listener in self.listeners:
             _close_socket(listener)
 
