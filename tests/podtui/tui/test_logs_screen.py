@@ -170,4 +170,4 @@ async def test_a_source_that_fails_shows_the_error_with_its_fix():
         pilot.app.open_logs(TuiServices().log_follower("runpod:abc"))
         await wait_for(pilot, lambda: app.errors_shown)
         title, fix = app.errors_shown[-1]
-        assert "agent client" in title and "podtui agent" in fix
+        assert "not available" in title and "podtui command" in fix
