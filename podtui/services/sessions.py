@@ -17,9 +17,11 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import cast
 
+from podtui import paths
 from podtui.agent.client import DEFAULT_AGENT_COMMAND, AgentClient
 from podtui.errors import PodtuiError
 from podtui.providers.base import Pod, Provider, ProviderError, Reach
@@ -188,10 +190,10 @@ def open_host_agent(host: SshHost, known_hosts: KnownHosts,
 def ssh_host_provider(hosts: list[SshHost], known_hosts: KnownHosts | None = None,
                       connect_timeout_s: float = 5.0) -> SshHostProvider:
     """The added hosts as a provider whose agent conversations open here (open_host_agent)."""
-    provider = SshHostProvider(hosts, lambda host: open_host_agent(host, provider.known_hosts,
-                                                                   connect_timeout_s),
-                               known_hosts, connect_timeout_s=connect_timeout_s)
-    return provider
+    known_hosts = known_hosts or KnownHosts(paths.known_hosts_file())
+    return SshHostProvider(hosts, partial(open_host_agent, known_hosts=known_hosts,
+                                          connect_timeout_s=connect_timeout_s),
+                           known_hosts, connect_timeout_s=connect_timeout_s)
 
 
 @contextmanager

@@ -8,7 +8,7 @@ from remote_agent.fit.budget import EngineOverhead, address_space_budget
 from remote_agent.fit.cache import FitCache, cache_key, fit_with_cache
 from remote_agent.fit.estimate import FitParamsEstimator, RunConfig
 from remote_agent.fit.search import search_ctx
-from tests.testbed.fit_standin import FIT_SMALL, AddressSpaceLauncher
+from tests.testbed.fit_standin import AddressSpaceLauncher
 
 MiB = 1 << 20
 CFG = RunConfig(token_embd_on_device=True)
