@@ -12,7 +12,8 @@ import click
 
 from podtui import paths
 from podtui.commands.ssh_options import build_connection, connection_options, openssh_command
-from podtui.ssh.tunnel import Tunnel, parse_forward
+from podtui.ssh.forwards import parse_forward
+from podtui.ssh.tunnel import Tunnel
 
 DEFAULT_FORWARD = "5002"  # local 5002 → the engine port 5002 on the pod's loopback
 

@@ -25,9 +25,10 @@ from podtui.services.front import (GpuChoice, HostKeyCheck, ModelOnPod, PodListi
                                    ProgressCallback, TuiServices)
 from podtui.services.pods import PodService, pod_target
 from podtui.services.sessions import AgentSessions
+from podtui.ssh.forwards import ForwardSpec
 from podtui.ssh.hostkeys import HostKey, NoPrintedBlock, PrintedBlock
 from podtui.ssh.target import pod_alias
-from podtui.ssh.tunnel import ForwardSpec, LocalPortBusy, Tunnel
+from podtui.ssh.tunnel import LocalPortBusy, Tunnel
 
 activity = logging.getLogger("podtui.tui")  # the TUI's activity log (L)
 

@@ -9,10 +9,11 @@ import pytest
 from podtui.providers.base import PodSpec
 from podtui.services.pods import PodService, resolve_pod_target
 from podtui.ssh.connection import ConnectOptions, SshConnection
+from podtui.ssh.forwards import parse_forward
 from podtui.ssh.known_hosts import KnownHosts
 from podtui.ssh.target import resolve_target
 from podtui.ssh.trust import HostKeyPolicy
-from podtui.ssh.tunnel import Tunnel, parse_forward
+from podtui.ssh.tunnel import Tunnel
 from podtui import paths
 from tests.testbed.boot_logs import real_boot_log
 from tests.testbed.runpod_provider import API_KEY

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from podtui.errors import UsageProblem
+from podtui.ssh.forwards import ForwardSpec, parse_forward
 from podtui.ssh.target import parse_ssh_target, resolve_target
-from podtui.ssh.tunnel import ForwardSpec, parse_forward
 
 
 @pytest.mark.parametrize("spec, expected", [
