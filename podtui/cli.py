@@ -65,6 +65,9 @@ def cli(ctx: click.Context) -> None:
 
 
 def main() -> None:
+    from podtui.logfile import contain_library_logs
+
+    contain_library_logs()   # paramiko's records go to podtui's log file, never to stderr
     try:
         cli.main(prog_name="podtui")
     except KeyboardInterrupt:

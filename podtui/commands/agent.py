@@ -13,6 +13,7 @@ from podtui.agent.client import DEFAULT_AGENT_COMMAND, AgentClient
 from podtui.commands.ssh_options import canonical_fingerprints, connection_options, resolve_session
 from podtui.services import sessions
 from podtui.services.inputs import ctx_option
+from podtui.ssh.identities import terminal_prompt
 from podtui.ssh.known_hosts import KnownHosts
 
 
@@ -23,7 +24,8 @@ def _client(ctx: click.Context) -> AgentClient:
         session = resolve_session(state["target"], state["user"])
         state["client"] = ctx.with_resource(sessions.agent_session(
             session, KnownHosts(paths.known_hosts_file()),
-            options=sessions.connect_options(state["identity"] or session.identity, state["connect_timeout"]),
+            options=sessions.connect_options(state["identity"] or session.identity, state["connect_timeout"],
+                                             ask_passphrase=terminal_prompt()),
             fingerprints=canonical_fingerprints(state["fingerprints"]),
             accept_unverified=state["accept_unverified"], command=state["agent_command"],
             warn=lambda message: click.echo(message, err=True)))

@@ -22,7 +22,8 @@ from podtui.ssh.trust import describe_pins
 @click.argument("target")
 @click.option("--show", is_flag=True, help="Print TARGET's pins (the default without --pin or --from-log).")
 @click.option("--pin", "pin_fingerprint", metavar="SHA256:…",
-              help="Connect (key exchange only), and pin the presented key if it has this fingerprint.")
+              help="Connect (key exchange only) and pin the server's key with this fingerprint; "
+                   "any key type the server holds (ed25519, ECDSA, RSA) is found.")
 @click.option("--from-log", "log_file", type=click.Path(allow_dash=True, path_type=Path),
               help="Pin the keys of the last host-key block printed in this pod log ('-' reads stdin).")
 @click.option("--user", default=None, help="Login name, only used to name the target.")

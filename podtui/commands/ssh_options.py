@@ -14,6 +14,7 @@ from podtui.services import sessions
 from podtui.services.sessions import SessionTarget, resolve_session_target
 from podtui.ssh.connection import SshConnection
 from podtui.ssh.hostkeys import normalize_fingerprint
+from podtui.ssh.identities import terminal_prompt
 from podtui.ssh.known_hosts import KnownHosts
 from podtui.ssh.target import SshTarget
 
@@ -73,7 +74,8 @@ def build_connection(target_text: str, user: str | None, identity: Path | None,
     whose host-key policy holds the pins. An added host's identity is used unless -i is given."""
     session = session or ssh_session(target_text, user)
     return sessions.build_connection(session.ssh, KnownHosts(paths.known_hosts_file()),
-                                     sessions.connect_options(identity or session.identity, connect_timeout),
+                                     sessions.connect_options(identity or session.identity, connect_timeout,
+                                                              ask_passphrase=terminal_prompt()),
                                      canonical_fingerprints(fingerprints), accept_unverified)
 
 

@@ -27,16 +27,22 @@ def pin_if_presented(target: SshTarget, known_hosts: KnownHosts, expected: str, 
                      connect_timeout_s: float = 10.0, outcome: str = "nothing was pinned",
                      fix: str = "compare with the fingerprint the pod printed; if they differ, "
                                 "someone may be in the middle") -> list[HostKeyPin]:
-    """Probe target and pin the presented key (verified, replacing target's pins) when its
-    fingerprint is `expected` (canonical `SHA256:…`); the new pins. Raises HostKeyNotVerified
-    (its title says what was presented and `outcome`; its fix is `fix`) when it is not, and
-    CannotConnect when the probe fails."""
-    presented = probe(target, known_hosts, connect_timeout_s)
-    if presented.fingerprint != expected:
+    """Pin target's host key whose fingerprint is `expected` (canonical `SHA256:…`), verified,
+    replacing target's pins; returns the new pins. The key may be of any type the server holds
+    (a console may show the ECDSA fingerprint while the server prefers ed25519): when the first
+    key presented is not it, each other key type is asked for. Raises HostKeyNotVerified (its
+    title lists what was presented and says `outcome`; its fix is `fix`) when no key the server
+    holds has that fingerprint, and CannotConnect when the probe fails."""
+    connection = build_connection(target, known_hosts, ConnectOptions(connect_timeout=connect_timeout_s))
+    presented = [connection.probe_host_key()]
+    if presented[0].fingerprint != expected:
+        presented = connection.host_keys()
+    match = next((key for key in presented if key.fingerprint == expected), None)
+    if match is None:
+        shown = ", ".join(f"{key.key_type} {key.fingerprint}" for key in presented)
         raise HostKeyNotVerified(
-            f"{target.label} presented {presented.key_type} {presented.fingerprint}, "
-            f"not the expected {expected}; {outcome}", fix)
-    return known_hosts.replace(target.alias, [presented], verified=True)
+            f"{target.label} presented {shown}, not the expected {expected}; {outcome}", fix)
+    return known_hosts.replace(target.alias, [match], verified=True)
 
 
 @dataclass(frozen=True)

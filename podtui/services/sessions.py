@@ -30,6 +30,7 @@ from podtui.providers.local_daemon import LocalDaemon
 from podtui.providers.ssh_host import SshHost, SshHostProvider, find_host
 from podtui.services.pods import Progress, pod_target, quiet, resolve_pod_target
 from podtui.ssh.connection import ConnectOptions, SshConnection
+from podtui.ssh.identities import AskPassphrase
 from podtui.ssh.known_hosts import KnownHosts
 from podtui.ssh.target import SshTarget, pod_alias, resolve_target
 from podtui.ssh.trust import HostKeyPolicy
@@ -109,10 +110,14 @@ def agent_log_target(provider: Provider, pod_id: str, known_hosts: KnownHosts) -
 
 
 def connect_options(identity: Path | None = None, connect_timeout_s: float = 10.0,
-                    min_auth_timeout_s: float = 15.0) -> ConnectOptions:
-    """ConnectOptions with the authentication timeout never shorter than min_auth_timeout_s."""
+                    min_auth_timeout_s: float = 15.0, ask_passphrase: AskPassphrase | None = None,
+                    ) -> ConnectOptions:
+    """ConnectOptions with the authentication timeout never shorter than min_auth_timeout_s;
+    ask_passphrase: how to ask for an encrypted key's passphrase (the CLI passes a terminal
+    prompt, podtui.ssh.identities.terminal_prompt(); None never asks)."""
     return ConnectOptions(identity=identity, connect_timeout=connect_timeout_s,
-                          auth_timeout=max(connect_timeout_s, min_auth_timeout_s))
+                          auth_timeout=max(connect_timeout_s, min_auth_timeout_s),
+                          ask_passphrase=ask_passphrase)
 
 
 def build_connection(target: SshTarget, known_hosts: KnownHosts, options: ConnectOptions | None = None,

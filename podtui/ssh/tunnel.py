@@ -66,9 +66,9 @@ def _close_socket(sock: socket.socket) -> None:
 class Tunnel:
     """Forwards from bound local listeners through `connection`, reconnecting when it drops.
 
-    on_event(kind, data) is called from worker threads with kind "down" (data: stats), "retry"
-    (attempt, error), "up" (fingerprint, reconnect, attempts), "fatal" (error) or "channel_failed"
-    (remote, error).
+    on_event(kind, data) is called from worker threads with kind "down" (data: reason, stats),
+    "retry" (attempt, error), "up" (fingerprint, reconnect, attempts), "fatal" (error, fix) or
+    "channel_failed" (remote, error, fix).
     """
 
     def __init__(self, connection: SshConnection, forwards: list[ForwardSpec],
@@ -119,7 +119,11 @@ class Tunnel:
         Raises on the first failure: LocalPortBusy (bind), CannotConnect or HostKeyNotVerified."""
         if not self.listeners:
             self.bind()
-        outcome = self.connection.connect()
+        try:
+            outcome = self.connection.connect()
+        except BaseException:
+            self.close_listeners()   # a failed start leaves no port bound
+            raise
         self._after_connect()
         for spec, listener in self.listeners:
             threading.Thread(target=self._accept_loop, args=(spec, listener), daemon=True,
@@ -169,7 +173,8 @@ class Tunnel:
                 self._stopped.wait(0.05)
                 continue
             self._link_up.clear()
-            self.on_event("down", {"stats": self.stats.as_dict()})
+            reason = self.connection.down_reason or "the SSH connection closed"
+            self.on_event("down", {"reason": reason, "stats": self.stats.as_dict()})
             self._reconnect()
 
     def _reconnect(self) -> None:
@@ -184,9 +189,11 @@ class Tunnel:
             except CannotConnect as exc:
                 self.on_event("retry", {"attempt": attempt, "error": exc.title})
                 continue
-            except PodtuiError as exc:                  # host key changed: never forward again
-                self.fatal = exc
-                self.on_event("fatal", {"error": exc.title})
+            except Exception as exc:  # noqa: BLE001 - host key changed, pins unreadable: never forward again
+                self.fatal = exc if isinstance(exc, PodtuiError) else PodtuiError(
+                    f"reconnecting to {self.connection.target.label} failed: {str(exc) or type(exc).__name__}",
+                    "start the tunnel again; if it persists, check podtui's known_hosts file")
+                self.on_event("fatal", {"error": self.fatal.title, "fix": self.fatal.fix})
                 self.stop()
                 return
             self._count("reconnects")
@@ -220,8 +227,10 @@ class Tunnel:
                 channel = self.connection.open_forward((spec.remote_host, spec.remote_port), origin[:2])
             except Exception as exc:  # noqa: BLE001 - any failure means this one connection fails
                 self._count("connections_failed")
-                self.on_event("channel_failed", {"remote": f"{spec.remote_host}:{spec.remote_port}",
-                                                 "error": str(exc) or type(exc).__name__})
+                self.on_event("channel_failed", {
+                    "remote": f"{spec.remote_host}:{spec.remote_port}",
+                    "error": exc.title if isinstance(exc, PodtuiError) else str(exc) or type(exc).__name__,
+                    "fix": exc.fix if isinstance(exc, PodtuiError) else ""})
                 return
             self._count("connections_total")
             self._count("connections_active")

@@ -87,6 +87,7 @@ class PodtuiApp(App[None]):
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         activity.addHandler(handler)
         activity.setLevel(logging.INFO)
+        activity.propagate = False   # the root handler (podtui.logfile) may write the same file
         self._log_handler = handler
 
     def _first_run_done(self, key: str | None) -> None:

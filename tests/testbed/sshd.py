@@ -68,8 +68,11 @@ class SshServer:
         if not Path(SSHD).exists():
             raise RuntimeError(f"{SSHD} is missing: run scripts/install-system-deps.sh")
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+        # extra_config first: sshd keeps the first value it reads for an option, so a variant
+        # (`AllowTcpForwarding no`, `MaxAuthTries 3`, another HostKey) overrides the defaults.
         self.config_file.write_text(
             "\n".join([
+                self.extra_config,
                 f"Port {self.port}",
                 "ListenAddress 127.0.0.1",
                 f"HostKey {self.host_key}",
@@ -86,7 +89,6 @@ class SshServer:
                 # root .bashrc (pyenv init/rehash) then adds seconds, or with a stale rehash lock
                 # a minute, to every exec session. Test sessions must not depend on dotfiles.
                 "SetEnv SHLVL=1",
-                self.extra_config,
             ]) + "\n"
         )
         self.proc = subprocess.Popen(
