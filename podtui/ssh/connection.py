@@ -163,10 +163,18 @@ class SshConnection:
     # -- channels ----------------------------------------------------------------------------
     def open_exec(self, command: str, timeout: float = 10.0) -> paramiko.Channel:
         """A session channel running `command` (timeout: seconds to open it). Raises CannotConnect
-        when the link is down, paramiko.SSHException when the server refuses or the open times out."""
-        channel = self._require_transport().open_session(timeout=timeout)
-        channel.exec_command(command)
-        return channel
+        when the link is down or the server refuses the session (its reason and a fix)."""
+        try:
+            channel = self._require_transport().open_session(timeout=timeout)
+            channel.exec_command(command)
+            return channel
+        except paramiko.ChannelException as exc:
+            raise CannotConnect(f"{self.target.label} refused a session: {exc.text or _reason(exc)}",
+                                "check the server's sshd_config (MaxSessions, ForceCommand) and its "
+                                "sshd log") from None
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise CannotConnect(f"running `{command}` on {self.target.label} failed: {_reason(exc)}",
+                                "retry; if it persists, check the server's sshd log") from None
 
     def open_forward(self, remote: tuple[str, int], origin: tuple[str, int],
                      timeout: float = 10.0) -> paramiko.Channel:
