@@ -1,6 +1,10 @@
 """The decision whether a presented host key may be trusted, made before authentication.
 
 Rules (ARCHITECTURE.md, "Host key"):
+- pins and `@revoked` lines are the known_hosts lines whose names apply to the alias under
+  OpenSSH's rules (patterns, negation, hashed names: podtui.ssh.known_hosts), so podtui trusts
+  exactly what `ssh -o HostKeyAlias=<alias> -o UserKnownHostsFile=<file>` trusts, or less;
+- a key refused by a matching `@revoked` line is never trusted nor pinned, whatever else says so;
 - fingerprints given out of band (--fingerprint, a printed block) must include the presented key;
 - an existing pin must match the presented key — a changed key is never re-pinned silently, even
   when a fingerprint vouches for it (replacing a pin is `podtui hostkey --pin`, a deliberate act);
@@ -41,19 +45,23 @@ class HostKeyPolicy:
     outcomes: list[TrustOutcome] = field(default_factory=list)
 
     def preferred_key_types(self) -> list[str]:
-        """Host-key algorithms to offer first, so the server presents the key type we pinned."""
+        """Host-key algorithms to offer first, so the server presents a key type we pinned (a
+        revoked pin does not count, as in OpenSSH's order_hostkeyalgs)."""
         order: list[str] = []
+        revoked = set(self.known_hosts.revoked_for(self.alias))
         for pin in self.known_hosts.pins_for(self.alias):
+            if pin.key in revoked:
+                continue
             names = ["rsa-sha2-512", "rsa-sha2-256"] if pin.key.key_type == "ssh-rsa" else [pin.key.key_type]
             order += [n for n in names if n not in order]
         return order
 
     def check(self, presented: HostKey) -> TrustOutcome:
         """Decide on the presented key by the rules above, pinning it when they allow (first contact
-        with a fingerprint or --accept-unverified; a fingerprint also marks an unverified pin
-        verified). Raises HostKeyNotVerified for a revoked key, a
-        fingerprint mismatch, a changed pin or an unverified first contact; OSError when the pins
-        file cannot be read or written."""
+        with a fingerprint or --accept-unverified; a fingerprint vouching for the presented key
+        also marks that one pin verified, and no other). Raises HostKeyNotVerified for a revoked
+        key, a fingerprint mismatch, a changed pin, an unverified first contact, or a pin write
+        KnownHosts.replace refuses; OSError when the pins file cannot be read or written."""
         outcome = self._decide(presented)
         self.outcomes.append(outcome)
         return outcome
@@ -64,10 +72,11 @@ class HostKeyPolicy:
     def _decide(self, presented: HostKey) -> TrustOutcome:
         pins = self.known_hosts.pins_for(self.alias)
         presented_fp = presented.fingerprint
-        if presented in self.known_hosts.revoked_for(self.alias):
+        revoking = [line for line in self.known_hosts.revocations_for(self.alias) if line.key == presented]
+        if revoking:
             raise self._refuse(
-                f"host key of {self.label} ({presented.key_type} {presented_fp}) is marked @revoked in "
-                f"{self.known_hosts.path}",
+                f"host key of {self.label} ({presented.key_type} {presented_fp}) is marked @revoked for "
+                f"{self.alias} in {self.known_hosts.path} (line {revoking[0].number})",
                 "a revoked key is never trusted; check the pod's printed fingerprints and remove the "
                 "@revoked line only if it was a mistake",
             )
@@ -90,7 +99,8 @@ class HostKeyPolicy:
                     f"middle. Pins: {self.known_hosts.path}",
                 )
             if not match.verified and self.fingerprints:
-                self.known_hosts.replace(self.alias, [p.key for p in pins], verified=True)
+                # The fingerprints vouch for the presented key only: other unverified pins stay so.
+                self.known_hosts.mark_verified(self.alias, presented)
                 return TrustOutcome(presented, True, False)
             warning = None if match.verified else (
                 f"the pinned host key of {self.label} ({presented_fp}) was accepted WITHOUT "
