@@ -11,8 +11,8 @@ from pathlib import Path
 import click
 
 from podtui import paths
-from podtui.commands.ssh_options import build_connection, connection_options, openssh_command
-from podtui.ssh.forwards import parse_forward
+from podtui.commands.ssh_options import build_connection, connection_options, openssh_command, ssh_session
+from podtui.ssh.forwards import ForwardSpec, parse_forward
 from podtui.ssh.tunnel import Tunnel
 
 DEFAULT_FORWARD = "5002"  # local 5002 → the engine port 5002 on the pod's loopback
@@ -24,6 +24,24 @@ def _say(message: str) -> None:
 
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
+
+
+def _warn(as_json: bool, kind: str, message: str, text: str | None = None, **fields) -> None:
+    """A warning on stderr: in --json mode one JSON line (stderr stays JSON lines only), else
+    `text` (default: the message)."""
+    if as_json:
+        click.echo(json.dumps({"event": "warning", "ts": time.strftime("%H:%M:%S"), "kind": kind,
+                               "message": message, **fields}), err=True)
+    else:
+        _say(text or message)
+
+
+def _warn_public_binds(forwards: list[ForwardSpec], ports: list[int], as_json: bool) -> None:
+    for spec, port in zip(forwards, ports):
+        warning = spec.public_bind_warning(port)
+        if warning is not None:
+            _warn(as_json, "public_bind", warning.message, text=warning.render(), local=warning.local,
+                  fix=warning.fix)
 
 
 def _event_printer(as_json: bool):
@@ -56,18 +74,24 @@ def tunnel(target: str, forward_specs: tuple[str, ...], identity: Path | None, u
     """Open verified tunnels to TARGET and keep them up (reconnecting) until Ctrl-C.
 
     The host key must match a pin in podtui's known_hosts or a --fingerprint; on every
-    reconnect it is checked again. Exit codes: 3 host key not verified, 4 cannot connect.
+    reconnect it is checked again. With --fingerprint, a pod's log is not read for its printed
+    keys: the fingerprint given is the out-of-band check (the way past a damaged log). A forward
+    bound beyond loopback (0.0.0.0, *, [::], another address) is warned about on stderr.
+    Exit codes: 3 host key not verified, 4 cannot connect.
     """
     forwards = [parse_forward(spec) for spec in (forward_specs or (DEFAULT_FORWARD,))]
-    connection = build_connection(target, user, identity, fingerprints, accept_unverified, connect_timeout)
+    session = ssh_session(target, user, pin_from_log=not fingerprints)
+    connection = build_connection(target, user, identity, fingerprints, accept_unverified, connect_timeout,
+                                  session=session)
     tunnel = Tunnel(connection, forwards, on_event=_event_printer(as_json))
     ports = tunnel.bind()  # a busy local port fails here, before any byte goes to the server
+    _warn_public_binds(forwards, ports, as_json)
     # SIGTERM ends the tunnel like Ctrl-C does: cleanly, exit 0.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         outcome = tunnel.start()
         if outcome.warning:
-            _say(outcome.warning)
+            _warn(as_json, "host_key_unverified", outcome.warning)
         _report_up(tunnel, ports, outcome, identity, as_json)
         tunnel.wait()
     except KeyboardInterrupt:
@@ -81,9 +105,7 @@ def tunnel(target: str, forward_specs: tuple[str, ...], identity: Path | None, u
 def _report_up(tunnel: Tunnel, ports: list[int], outcome, identity: Path | None, as_json: bool) -> None:
     target = tunnel.connection.target
     mapped = [spec.openssh(port) for spec, port in zip(tunnel.forwards, ports)]
-    first = tunnel.forwards[0]
-    bind = "127.0.0.1" if first.bind_host in ("0.0.0.0", "::") else first.bind_host
-    base_url = f"http://{bind}:{ports[0]}/v1"
+    base_url = f"{tunnel.forwards[0].local_url(ports[0])}/v1"   # loopback for an all-interfaces bind
     command = openssh_command(target, mapped, identity)
     if as_json:
         click.echo(json.dumps({
@@ -91,7 +113,7 @@ def _report_up(tunnel: Tunnel, ports: list[int], outcome, identity: Path | None,
             "target": target.label,
             "host_key": {"type": outcome.key.key_type, "fingerprint": outcome.key.fingerprint,
                          "verified": outcome.verified, "newly_pinned": outcome.newly_pinned},
-            "forwards": [{"local": f"{spec.bind_host}:{port}", "remote": f"{spec.remote_host}:{spec.remote_port}"}
+            "forwards": [{"local": spec.local_address(port), "remote": spec.remote_address}
                          for spec, port in zip(tunnel.forwards, ports)],
             "base_url": base_url,
             "known_hosts": str(paths.known_hosts_file()),
@@ -105,7 +127,7 @@ def _report_up(tunnel: Tunnel, ports: list[int], outcome, identity: Path | None,
     click.echo(f"  host key  {outcome.key.key_type} {outcome.key.fingerprint} ({state}"
                f"{', newly pinned' if outcome.newly_pinned else ''})")
     for spec, port in zip(tunnel.forwards, ports):
-        click.echo(f"  forward   {spec.bind_host}:{port} -> {spec.remote_host}:{spec.remote_port} on the server")
+        click.echo(f"  forward   {spec.local_address(port)} -> {spec.remote_address} on the server")
     click.echo(f"  base URL  {base_url}")
     click.echo(f"  OpenSSH   {command}")
     click.echo("            (OpenSSH stalls ~44 ms per new connection with -N; `-tt … 'sleep infinity'` "

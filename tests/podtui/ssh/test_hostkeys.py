@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import base64
+import textwrap
 from pathlib import Path
 
 import pytest
 
 from podtui.errors import HostKeyNotVerified, UsageProblem
-from podtui.ssh.hostkeys import (HostKey, PrintedBlockError, format_block, normalize_fingerprint,
-                                 parse_printed_blocks)
+from podtui.ssh.hostkeys import (DamagedPrintedBlock, HostKey, PrintedBlockError, format_block,
+                                 normalize_fingerprint, parse_printed_blocks)
 from podtui.ssh.known_hosts import KnownHosts
 from podtui.ssh.trust import HostKeyPolicy
+from tests.testbed.boot_logs import real_boot_log
 from tests.testbed.sshd import fingerprint, generate_key
 
 
@@ -115,6 +117,100 @@ def test_block_written_by_remote_agent_boot_parses(keys):
     lines = [hostkey_block.read_public_key(Path(f"{keys[k]}.pub")).block_line() for k in ("ed25519", "ecdsa")]
     text = "\n".join([hostkey_block.BEGIN, "pod: abc123", *lines, hostkey_block.END])
     assert parse_printed_blocks(text).keys == (public_key(keys["ed25519"]), public_key(keys["ecdsa"]))
+
+
+NVIDIA_NOISE = "[nvidia-device-plugin] pod: allocated 1 GPU"
+
+
+def interleave_in_block(log: str, noise: str) -> str:
+    """The log with `noise` printed after every line of its host-key block, as another process
+    writing to the same log at the same time would."""
+    out, inside = [], False
+    for line in log.splitlines():
+        out.append(line)
+        inside = ("BEGIN PODTUI HOST KEYS" in line) or (inside and "END PODTUI HOST KEYS" not in line)
+        if inside:
+            out.append(noise)
+    return "\n".join(out) + "\n"
+
+
+@pytest.fixture(scope="module")
+def boot_log(keys, tmp_path_factory):
+    """The log of a real `remote-agent boot` (pod abc123) whose block holds the ed25519 key."""
+    return real_boot_log("abc123", keys["ed25519"], tmp_path_factory.mktemp("boot"))
+
+
+@pytest.mark.parametrize("prefix", ["", "2026-11-22T10:01:00.123456Z stdout F "])
+def test_another_process_printing_pod_colon_inside_the_block_does_not_rename_the_pod(keys, boot_log, prefix):
+    log = interleave_in_block(boot_log, NVIDIA_NOISE)
+    log = "".join(f"{prefix}{line}\n" for line in log.splitlines())
+    assert log.count("pod: allocated") >= 3
+    block = parse_printed_blocks(log)
+    assert block.pod == "abc123"
+    assert block.keys == (public_key(keys["ed25519"]),)
+
+
+def test_a_second_line_that_reads_exactly_pod_token_makes_the_block_ambiguous(keys, boot_log):
+    log = interleave_in_block(boot_log, "[other-daemon] pod: gpu-7")
+    with pytest.raises(PrintedBlockError, match="more than one pod") as info:
+        parse_printed_blocks(log)
+    assert "'abc123'" in info.value.title and "'gpu-7'" in info.value.title
+    assert "--fingerprint SHA256:" in info.value.fix and info.value.exit_code == 3
+    # the same pod named twice (a collector that repeats a line) is no conflict
+    assert parse_printed_blocks(interleave_in_block(boot_log, "[boot] pod: abc123")).pod == "abc123"
+
+
+def hard_wrap(text: str, width: int = 80) -> str:
+    """What a terminal or web log viewer does to long lines: break them every `width` characters."""
+    return "".join("".join(line[i:i + width] + "\n" for i in range(0, max(len(line), 1), width))
+                   for line in text.splitlines())
+
+
+def word_wrap(text: str, width: int = 80) -> str:
+    """A viewer that breaks long lines at spaces (a key blob longer than the width is broken too)."""
+    return "".join("\n".join(textwrap.wrap(line, width) or [""]) + "\n" for line in text.splitlines())
+
+
+@pytest.mark.parametrize("prefix", ["", "2026-11-22T10:01:00Z stdout F ", "[pod abc123] "])
+@pytest.mark.parametrize("wrap", [hard_wrap, word_wrap])
+def test_a_log_wrapped_at_80_columns_is_reported_as_damaged_with_how_to_paste_the_fingerprint(
+        boot_log, prefix, wrap):
+    log = wrap("".join(f"{prefix}{line}\n" for line in boot_log.splitlines()))
+    assert "BEGIN PODTUI HOST KEYS" in log and "ssh-ed25519" in log
+    with pytest.raises(DamagedPrintedBlock) as info:
+        parse_printed_blocks(log)
+    error = info.value
+    assert "damaged" in error.title and "wrapped or cut" in error.title
+    assert "--fingerprint SHA256:" in error.fix and "podtui hostkey TARGET --pin SHA256:" in error.fix
+    assert "podtui's image" not in error.fix and "tamper" not in error.title
+    assert error.exit_code == 3
+
+
+@pytest.mark.parametrize("cut_at", [30, 40, 60, 90, 100, 120, 128])
+def test_a_key_line_cut_anywhere_is_damaged_never_tampered_nor_keyless(keys, cut_at):
+    for kind in ("ed25519", "ecdsa"):
+        key = public_key(keys[kind])
+        line = f"{key.key_type} {key.fingerprint} {key.base64}"
+        cut = f"-----BEGIN PODTUI HOST KEYS-----\npod: x\n{line[:cut_at]}\n{line[cut_at:]}\n" \
+              "-----END PODTUI HOST KEYS-----\n"
+        with pytest.raises(DamagedPrintedBlock):
+            parse_printed_blocks(cut)
+
+
+def test_an_ecdsa_line_cut_after_a_good_ed25519_line_still_refuses_the_block(keys):
+    ed, ec = public_key(keys["ed25519"]), public_key(keys["ecdsa"])
+    ec_line = f"{ec.key_type} {ec.fingerprint} {ec.base64}"
+    text = (f"-----BEGIN PODTUI HOST KEYS-----\npod: x\n{ed.key_type} {ed.fingerprint} {ed.base64}\n"
+            f"{ec_line[:80]}\n{ec_line[80:160]}\n{ec_line[160:]}\n-----END PODTUI HOST KEYS-----\n")
+    with pytest.raises(DamagedPrintedBlock, match="ecdsa-sha2-nistp256 line ends inside its key"):
+        parse_printed_blocks(text)
+
+
+def test_a_block_without_any_key_text_still_points_at_the_image():
+    text = "-----BEGIN PODTUI HOST KEYS-----\npod: x\n-----END PODTUI HOST KEYS-----\n"
+    with pytest.raises(PrintedBlockError, match="lists no keys") as info:
+        parse_printed_blocks(text)
+    assert not isinstance(info.value, DamagedPrintedBlock) and "podtui's image" in info.value.fix
 
 
 def test_known_hosts_pins_round_trip_with_the_unverified_marker(keys, tmp_path):
