@@ -7,6 +7,7 @@ This module and everything it imports at start stay free of textual (test-enforc
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 
 import click
@@ -41,7 +42,11 @@ class PodtuiGroup(click.Group):
         try:
             return super().invoke(ctx)
         except PodtuiError as exc:
-            click.echo(exc.render(), err=True)
+            if "--json" in sys.argv[1:]:   # --json promises JSON lines on stderr too
+                click.echo(json.dumps({"event": "error", "error": exc.title, "fix": exc.fix,
+                                       "exit_code": exc.exit_code}), err=True)
+            else:
+                click.echo(exc.render(), err=True)
             ctx.exit(exc.exit_code)
 
 

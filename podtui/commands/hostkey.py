@@ -44,7 +44,8 @@ def hostkey(target: str, show: bool, pin_fingerprint: str | None, log_file: Path
         raise UsageProblem(f"{' and '.join(given)} both given", "use one of them")
     # A pod without pins gets its printed keys from its log through the provider's API, except
     # with --from-log, where the file given is the source.
-    session = ssh_session(target, user, pin_from_log=log_file is None)
+    # --pin is an out-of-band check of its own: a pod's damaged log block must not stand in its way.
+    session = ssh_session(target, user, pin_from_log=log_file is None and not pin_fingerprint)
     resolved = session.ssh
     known_hosts = KnownHosts(paths.known_hosts_file())
     if log_file is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import time
 from pathlib import Path
@@ -45,8 +46,14 @@ def canonical_fingerprints(values: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def say_progress(phase: str, detail: str) -> None:
-    """Progress of a pod lookup (reading its log for the printed keys) goes to stderr."""
-    click.echo(f"[{time.strftime('%H:%M:%S')}] {detail}", err=True)
+    """Progress of a pod lookup (reading its log for the printed keys) goes to stderr: a JSON
+    line `{"event": "progress", "phase", "detail", "ts"}` when the running verb has --json."""
+    ctx = click.get_current_context(silent=True)
+    stamp = time.strftime('%H:%M:%S')
+    if ctx is not None and ctx.params.get("as_json"):
+        click.echo(json.dumps({"event": "progress", "ts": stamp, "phase": phase, "detail": detail}), err=True)
+    else:
+        click.echo(f"[{stamp}] {detail}", err=True)
 
 
 def resolve_session(target_text: str, user: str | None, *, pin_from_log: bool = True) -> SessionTarget:
@@ -88,8 +95,13 @@ def openssh_command(target: SshTarget, forwards: list[str], identity: Path | Non
         args += ["-p", str(target.port)]
     if identity is not None:
         args += ["-i", str(identity), "-o", "IdentitiesOnly=yes"]
+    # GlobalKnownHostsFile: podtui reads only its own file, so ssh must too (a line in the system
+    # file could otherwise trust or revoke what podtui does not); UpdateHostKeys=no: a server
+    # must not add keys to the pins file behind podtui's back (a user's ssh_config may enable it).
     args += ["-o", f"HostKeyAlias={target.alias}",
              "-o", f"UserKnownHostsFile={paths.known_hosts_file()}",
+             "-o", "GlobalKnownHostsFile=/dev/null",
+             "-o", "UpdateHostKeys=no",
              "-o", "StrictHostKeyChecking=yes",
              f"{target.user}@{target.host}"]
     return shlex.join(args)

@@ -50,7 +50,8 @@ def _event_printer(as_json: bool):
         if as_json:
             click.echo(json.dumps({"event": kind, "ts": stamp, **data}), err=True)
         elif kind == "down":
-            _say(f"[{stamp}] SSH connection dropped; reconnecting (the host key is checked again)")
+            _say(f"[{stamp}] SSH connection dropped ({data['reason']}); reconnecting "
+                 "(the host key is checked again)")
         elif kind == "retry":
             _say(f"[{stamp}] reconnect attempt {data['attempt']} failed: {data['error']}")
         elif kind == "up":
@@ -58,7 +59,8 @@ def _event_printer(as_json: bool):
         elif kind == "fatal":
             _say(f"[{stamp}] tunnel stopped: {data['error']}")
         elif kind == "channel_failed":
-            _say(f"[{stamp}] could not open {data['remote']} on the server: {data['error']}")
+            _say(f"[{stamp}] could not open {data['remote']} on the server: {data['error']}"
+                 + (f"\n  fix: {data['fix']}" if data.get("fix") else ""))
     return on_event
 
 

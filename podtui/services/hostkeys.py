@@ -32,7 +32,8 @@ def pin_if_presented(target: SshTarget, known_hosts: KnownHosts, expected: str, 
     (a console may show the ECDSA fingerprint while the server prefers ed25519): when the first
     key presented is not it, each other key type is asked for. Raises HostKeyNotVerified (its
     title lists what was presented and says `outcome`; its fix is `fix`) when no key the server
-    holds has that fingerprint, and CannotConnect when the probe fails."""
+    holds has that fingerprint or when known_hosts refuses the pin (the key is @revoked; see
+    KnownHosts.replace), and CannotConnect when the probe fails."""
     connection = build_connection(target, known_hosts, ConnectOptions(connect_timeout=connect_timeout_s))
     presented = [connection.probe_host_key()]
     if presented[0].fingerprint != expected:
@@ -71,7 +72,8 @@ def compare(presented: HostKey, block: PrintedBlock | None, pins: list[HostKeyPi
 def pin_checked(known_hosts: KnownHosts, alias: str, presented: HostKey, block: PrintedBlock | None,
                 *, verified: bool) -> list[HostKeyPin]:
     """Pin after the user compared: verified and matching the block → every key the pod printed;
-    verified otherwise → the presented key; not verified → the presented key marked UNVERIFIED."""
+    verified otherwise → the presented key; not verified → the presented key marked UNVERIFIED.
+    Raises HostKeyNotVerified when known_hosts refuses the pin (see KnownHosts.replace)."""
     if verified:
         matches = block is not None and compare(presented, block, []).matches
         keys = list(block.keys) if block is not None and matches else [presented]

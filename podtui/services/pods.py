@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from podtui import paths
+from podtui.errors import HostKeyNotVerified
 from podtui.providers.base import Pod, PodNotFound, PodSpec, Provider, ProviderError, SshEndpoint
 from podtui.ssh.hostkeys import NoPrintedBlock, PrintedBlock, PrintedBlockError, parse_printed_blocks
 from podtui.ssh.known_hosts import HostKeyPin, KnownHosts
@@ -64,19 +65,20 @@ class PodService:
 
     def launch(self, spec: PodSpec, progress: Progress = quiet) -> LaunchResult:
         """Create the pod, wait until it is reachable, read its printed host keys and pin them.
-        Raises ProviderError or PrintedBlockError (after creation, the fix says the pod may still be
-        billed); UsageProblem / OSError when the pins cannot be written."""
+        Raises ProviderError, PrintedBlockError (NoPrintedBlock when the log has no block) or
+        HostKeyNotVerified (a printed key is @revoked in known_hosts) — after creation, so the fix
+        says the pod may still be billed; UsageProblem / OSError when the pins cannot be written."""
         progress("create", f"asking {self.provider.name} for a {spec.gpu} pod")
         pod = self.provider.create_pod(spec)
         progress("created", f"pod {pod.id} ({pod.name}) is {pod.status}")
         try:
             pod = self.wait_until_reachable(pod.id, progress)
             block = self.fetch_printed_block(pod, progress)
+            pins = self.pin(pod, block)
         except ProviderError as exc:
             raise type(exc)(exc.title, _still_billed(pod, exc.fix)) from None
-        except PrintedBlockError as exc:
-            raise PrintedBlockError(exc.title, _still_billed(pod, exc.fix)) from None
-        pins = self.pin(pod, block)
+        except HostKeyNotVerified as exc:   # PrintedBlockError, NoPrintedBlock, a revoked key
+            raise type(exc)(exc.title, _still_billed(pod, exc.fix)) from None
         progress("pinned", ", ".join(f"{p.key.key_type} {p.key.fingerprint}" for p in pins))
         assert pod.ssh is not None  # wait_until_reachable returns only a pod with an endpoint
         return LaunchResult(pod, pod.ssh, block, pins)
@@ -144,7 +146,9 @@ class PodService:
 
     def pin(self, pod: Pod, block: PrintedBlock) -> list[HostKeyPin]:
         """Make the block's keys the only, verified pins under `podtui-<id>`; returns them. Raises
-        UsageProblem for an id that cannot be a known_hosts name, OSError when the file cannot be written."""
+        UsageProblem for an id that cannot be a known_hosts name, HostKeyNotVerified when a key is
+        @revoked for it (or a pattern/hashed line would keep trusting another key; nothing is
+        written), OSError when the file cannot be written."""
         return self.known_hosts.replace(pod_alias(pod.id), list(block.keys), verified=True)
 
     def ssh_target(self, ref: str, user: str | None = None, progress: Progress = quiet,
@@ -153,7 +157,8 @@ class PodService:
         printed host keys pinned (fetched from the log when it has no verified pins yet, unless
         pin_from_log is False: `hostkey --from-log` pins from a file instead). block_timeout_s in
         seconds. Raises PodNotFound, ProviderError (not running, no SSH mapping, ambiguous name, API
-        failure), NoPrintedBlock / PrintedBlockError from fetch_printed_block."""
+        failure), NoPrintedBlock / PrintedBlockError from fetch_printed_block, HostKeyNotVerified
+        from pin."""
         pod = self.provider.find_pod(ref)
         if not pod.running:
             raise ProviderError(f"pod {pod.id} ({pod.name}) is {pod.status}, not running",

@@ -98,9 +98,9 @@ class Tunnel:
                 except OSError as exc:
                     listener.close()
                     raise LocalPortBusy(
-                        f"cannot listen on {spec.bind_host}:{spec.local_port}: {exc.strerror or exc}",
+                        f"cannot listen on {spec.local_address()}: {exc.strerror or exc}",
                         f"another program holds the port (see `ss -ltnp 'sport = :{spec.local_port}'`); "
-                        f"pick a free one with -L OTHERPORT:{spec.remote_host}:{spec.remote_port}",
+                        f"pick a free one with -L OTHERPORT:{spec.remote_address}",
                     ) from None
                 listener.listen(128)
                 self.listeners.append((spec, listener))
@@ -228,7 +228,7 @@ class Tunnel:
             except Exception as exc:  # noqa: BLE001 - any failure means this one connection fails
                 self._count("connections_failed")
                 self.on_event("channel_failed", {
-                    "remote": f"{spec.remote_host}:{spec.remote_port}",
+                    "remote": spec.remote_address,
                     "error": exc.title if isinstance(exc, PodtuiError) else str(exc) or type(exc).__name__,
                     "fix": exc.fix if isinstance(exc, PodtuiError) else ""})
                 return

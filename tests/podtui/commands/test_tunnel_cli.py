@@ -447,3 +447,13 @@ def test_binding_all_interfaces_warns_that_the_api_is_reachable_and_keeps_a_loop
     assert "WARNING:" in text["stderr"] and "listens on all interfaces" in text["stderr"]
     assert "to keep it local: drop the bind address" in text["stderr"] and "127.0.0.1" in text["stderr"]
     assert any(line.startswith("  base URL  http://127.0.0.1:") for line in text["stdout"])
+
+
+def test_json_mode_errors_are_json_lines_too(sshd, client_key, podtui_env, tmp_path):
+    stranger = generate_key(tmp_path / "stranger")
+    out = run_podtui(podtui_env, "tunnel", target(sshd), "-L", "0:127.0.0.1:1", "--json",
+                     "-i", str(stranger), "--fingerprint", sshd.host_fingerprint)
+    assert out.returncode == 4 and out.stdout == ""
+    events = [json.loads(line) for line in out.stderr.splitlines() if line.strip()]
+    assert events[-1]["event"] == "error" and events[-1]["exit_code"] == 4
+    assert "refused authentication" in events[-1]["error"] and events[-1]["fix"]
