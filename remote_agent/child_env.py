@@ -2,7 +2,10 @@
 
 HF_TOKEN is for the agent's downloads and RUNPOD_API_KEY for the idle stop; no engine, tool
 (llama-fit-params, nvidia-smi) or sshd needs them, and llama.cpp's tools read HF_TOKEN on their
-own. One list, used by everything that starts a process. Standard library only.
+own. API_KEY and LLAMA_API_KEY are the user's engine key (remote_agent/engine_key.py): the
+engine gets the key the agent chose explicitly, and nothing else gets it at all (llama-server
+would read an inherited LLAMA_API_KEY by itself, even when ARGS names another key). One list,
+used by everything that starts a process. Standard library only.
 """
 
 from __future__ import annotations
@@ -10,10 +13,19 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "RUNPOD_API_KEY")
+from remote_agent.engine_key import is_opt_out
+
+SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "RUNPOD_API_KEY", "API_KEY", "LLAMA_API_KEY")
 
 
 def without_secrets(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """`env` (default: this process's) without the names in SECRET_ENV."""
     source = os.environ if env is None else env
     return {name: value for name, value in source.items() if name not in SECRET_ENV}
+
+
+def secret_values(env: Mapping[str, str] | None = None) -> list[str]:
+    """The values of SECRET_ENV set in `env` (default: this process's), to mask in output; the
+    engine key's opt-out word ("none") is no secret and would mask that word everywhere."""
+    source = os.environ if env is None else env
+    return [value for name in SECRET_ENV if (value := source.get(name, "").strip()) and not is_opt_out(value)]

@@ -24,6 +24,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from remote_agent.engine_key import auth_headers
+
 ESTABLISHED = "01"  # TCP state code in /proc/net/tcp
 
 
@@ -41,9 +43,9 @@ class StopRequestError(Exception):
 # --- probes -------------------------------------------------------------------------------------
 
 
-def _get(url: str, timeout: float) -> tuple[int, str]:
+def _get(url: str, timeout: float, headers: dict[str, str] | None = None) -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=timeout) as response:
             return response.status, response.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as exc:
         return exc.code, ""
@@ -56,19 +58,24 @@ class EngineProbe:
     requests_processing gauge; otherwise `/slots` shows is_processing and each slot's last id_task,
     which changes even when a short request started and ended between two polls. koboldcpp:
     `/api/extra/perf` has total_gens, queue and idle. An unreachable engine is not activity.
+    Every request carries the engine's API key (api_key: a function, since a swap whose ARGS set
+    another key changes it): without it llama-server answers /metrics and /slots with 401.
     """
 
     name = "engine request"
 
-    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 2.0) -> None:
+    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 2.0,
+                 api_key: Callable[[], str | None] = lambda: None) -> None:
         self.base = f"http://{host}:{port}"
         self.timeout = timeout
+        self.api_key = api_key
         self._previous: object = None
 
     def _observe(self) -> tuple[object, bool] | None:
         """(marker that changes with every request, busy right now) or None if unreachable."""
+        headers = auth_headers(self.api_key())
         try:
-            status, body = _get(self.base + "/metrics", self.timeout)
+            status, body = _get(self.base + "/metrics", self.timeout, headers)
             if status == 200 and "llamacpp:" in body:
                 values = {}
                 for line in body.splitlines():
@@ -79,12 +86,12 @@ class EngineProbe:
                           values.get("llamacpp:n_decode_total"))
                 busy = float(values.get("llamacpp:requests_processing") or 0) > 0
                 return marker, busy
-            status, body = _get(self.base + "/slots", self.timeout)
+            status, body = _get(self.base + "/slots", self.timeout, headers)
             if status == 200:
                 slots = json.loads(body)
                 marker = ("slots", tuple((s.get("id"), s.get("id_task")) for s in slots))
                 return marker, any(s.get("is_processing") for s in slots)
-            status, body = _get(self.base + "/api/extra/perf", self.timeout)
+            status, body = _get(self.base + "/api/extra/perf", self.timeout, headers)
             if status == 200:
                 perf = json.loads(body)
                 marker = ("kobold", perf.get("total_gens"), perf.get("total_img_gens"))

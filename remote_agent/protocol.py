@@ -10,6 +10,16 @@ podtui imports this module (and nothing else from remote_agent) to speak to the 
     cancel          {"method": "cancel", "params": {"id": 7}}
 
 A line that cannot be parsed gets an error with "id": null. The daemon never exits on bad input.
+
+The engine's API key (remote_agent/engine_key.py) travels only on this channel, which only SSH or
+the local socket (0600) reaches, and only when asked for:
+
+    engine.api_key  → {"api_key": "…" | null, "source": "generated"|"API_KEY"|"LLAMA_API_KEY"|"ARGS"|
+                       "API_KEY=none", "required": true|false}
+
+`status` says only whether a key is required (`api_key_required`) and, when the user opted out,
+why in `warnings`; scripts print and poll `status`, so the key itself is never in it. An agent
+older than the key answers `engine.api_key` with unknown_method: its engine runs keyless.
 """
 
 from __future__ import annotations

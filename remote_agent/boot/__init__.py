@@ -33,11 +33,13 @@ from remote_agent.boot.steps import (
     Reporter,
     ensure_host_keys,
     install_public_keys,
+    prepare_engine_key,
     print_connect_info,
     start_daemon,
     start_sshd,
 )
-from remote_agent.child_env import SECRET_ENV
+from remote_agent.child_env import secret_values
+from remote_agent.engine_key import EngineKey
 from remote_agent.idle import DownloadProbe, EngineProbe, IdleWatcher, SshSessionProbe, stop_pod
 from remote_agent.procgroup import terminate_popen
 
@@ -54,6 +56,7 @@ class Boot:
         self.sshd: subprocess.Popen | None = None
         self.daemon: subprocess.Popen | None = None
         self.idle_thread: threading.Thread | None = None
+        self.engine_key: EngineKey | None = None  # the key the engine MODEL starts with requires
 
     # -- steps --
     def start(self) -> None:
@@ -64,6 +67,7 @@ class Boot:
         install_public_keys(cfg, rep)
         self.sshd = start_sshd(cfg, rep)
         print_connect_info(cfg, rep, keys)
+        self.engine_key = prepare_engine_key(cfg, rep)  # before the daemon, which reads the same file
         self.daemon = start_daemon(cfg, rep)
         self.start_idle_watcher()
 
@@ -85,7 +89,8 @@ class Boot:
             return
         watcher = IdleWatcher(
             limit_s,
-            [EngineProbe(cfg.engine_port), SshSessionProbe(cfg.sshd_port), DownloadProbe(cfg.models_dir)],
+            [EngineProbe(cfg.engine_port, api_key=lambda: self.engine_key.value if self.engine_key else None),
+             SshSessionProbe(cfg.sshd_port), DownloadProbe(cfg.models_dir)],
             stop=lambda: stop_pod(cfg.runpod_api_url, cfg.pod_id, cfg.runpod_api_key or ""),
             log=rep.raw,
             warn_ahead_s=WARN_AHEAD_UNITS * unit,
@@ -171,7 +176,7 @@ def main_from_args(args: argparse.Namespace) -> int:
     try:
         cfg = config_from(args)
     except BootConfigError as exc:
-        rep = Reporter([os.environ.get(n, "") for n in SECRET_ENV])
+        rep = Reporter(secret_values())
         rep.raw(f"[boot] ERROR: {exc}")
         if args.exit_on_error or args.dry_run or truthy(os.environ.get("REMOTE_AGENT_BOOT_EXIT_ON_ERROR")):
             return 2

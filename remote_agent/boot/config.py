@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from remote_agent.child_env import SECRET_ENV  # values never printed, in any form
+from remote_agent.child_env import secret_values  # values never printed, in any form
 
 DEFAULT_ENGINE_PORT = 5002
 DEFAULT_VOLUME = "workspace"  # Runpod mounts the volume at /workspace unless the template says otherwise
@@ -66,7 +66,7 @@ class BootConfig:
 
     @property
     def secrets(self) -> list[str]:
-        return [self.env[name] for name in SECRET_ENV if self.env.get(name)]
+        return secret_values(self.env)
 
 
 def add_boot_arguments(parser: argparse.ArgumentParser) -> None:

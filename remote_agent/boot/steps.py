@@ -1,8 +1,9 @@
 """The steps of `remote-agent boot`, each of which prints what it does (or would do, dry).
 
 Host keys live on the volume so their fingerprints survive stop/resume; the private keys never
-leave the pod. Nothing here prints a secret: the Reporter masks HF_TOKEN / RUNPOD_API_KEY values
-should one ever reach a line. Standard library only.
+leave the pod. Nothing here prints a secret: the Reporter masks HF_TOKEN / RUNPOD_API_KEY /
+API_KEY values and the engine's key should one ever reach a line, and ARGS is shown with its key
+flags' values masked. Standard library only.
 """
 
 from __future__ import annotations
@@ -13,8 +14,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from remote_agent import engine_key
 from remote_agent.boot.config import BootConfig
 from remote_agent.child_env import SECRET_ENV, without_secrets
+from remote_agent.engine.adapters import ADAPTERS
+from remote_agent.engine.adapters.base import masked_flags
+from remote_agent.engine_key import EngineKey
 from remote_agent.hostkey_block import (
     HostKeyFileError,
     HostPublicKey,
@@ -275,6 +280,46 @@ def print_connect_info(cfg: BootConfig, rep: Reporter, keys: list[HostPublicKey]
     rep.step(f"then the API is at http://127.0.0.1:{LOCAL_TUNNEL_PORT}/v1 on your machine")
 
 
+# --- the engine's API key ----------------------------------------------------------------------------
+
+
+def prepare_engine_key(cfg: BootConfig, rep: Reporter) -> EngineKey | None:
+    """The key the engine (MODEL with ARGS) will require, generated into the state dir when the user
+    gave none, so the daemon finds the same one; the opt-out is a warning. Never prints the key.
+    None in a dry run that would generate one."""
+    user = engine_key.key_from_env(cfg.env)  # checked by config_from already
+    path = engine_key.key_file(cfg.state_dir)
+    if user is None and cfg.dry_run:
+        stored = engine_key.read_stored(cfg.state_dir)
+        if stored is None:
+            rep.would(f"generate the engine's API key into {path} (mode 0600; kept for every later boot)")
+            return None
+        key = EngineKey(stored, engine_key.GENERATED)
+    else:
+        key = engine_key.resolve(user, cfg.state_dir)
+    adapter = ADAPTERS.get(cfg.engine)
+    args = _engine_args(cfg)
+    if adapter is not None:
+        key = adapter().engine_key(args, key)
+    if key.value:
+        rep.secrets.append(key.value)
+    if key.warning:
+        rep.warn(key.warning)
+    elif key.source == engine_key.GENERATED:
+        rep.step(f"the engine requires an API key, kept in {path}: podtui shows it beside the base URL "
+                 "(set API_KEY to choose your own, API_KEY=none for none)")
+    else:
+        rep.step(f"the engine requires the API key from {key.source}")
+    return key
+
+
+def _engine_args(cfg: BootConfig) -> list[str]:
+    try:
+        return shlex.split(cfg.env.get("ARGS", ""))
+    except ValueError:
+        return []
+
+
 # --- the daemon --------------------------------------------------------------------------------------
 
 
@@ -293,9 +338,23 @@ def daemon_environment(cfg: BootConfig) -> dict[str, str]:
 def describe_engine_env(cfg: BootConfig) -> str:
     names = ("MODEL", "CTX", "CTX_SIZE", "ENGINE", "PORT", "ARGS", "PARALLEL", "BATCH_SIZE", "UBATCH_SIZE",
              "MAX_TOKENS", "GPU_LAYERS")
-    parts = [f"{n}={cfg.env[n]}" for n in names if cfg.env.get(n)]
-    parts += [f"{n}=<set, hidden>" for n in SECRET_ENV if cfg.env.get(n) and n != "RUNPOD_API_KEY"]
+    parts = [f"{n}={_shown(n, cfg.env[n])}" for n in names if cfg.env.get(n)]
+    for name in SECRET_ENV:
+        value = cfg.env.get(name, "").strip()
+        if value and name != "RUNPOD_API_KEY":
+            parts.append(f"{name}={engine_key.OPT_OUT if engine_key.is_opt_out(value) else '<set, hidden>'}")
     return ", ".join(parts) or "no engine settings (the daemon starts without a model)"
+
+
+def _shown(name: str, value: str) -> str:
+    """ARGS with the value of every engine's key flag (--api-key, --password) masked."""
+    if name != "ARGS":
+        return value
+    flags = tuple(flag for adapter in ADAPTERS.values() for flag in adapter.key_flags)
+    try:
+        return shlex.join(masked_flags(shlex.split(value), flags))
+    except ValueError:
+        return "<unparsable>"
 
 
 def start_daemon(cfg: BootConfig, rep: Reporter) -> subprocess.Popen | None:

@@ -7,13 +7,16 @@ import asyncio
 MAX_BODY = 1 << 20
 
 
-async def http_get(port: int, path: str, timeout: float = 1.0, host: str = "127.0.0.1") -> tuple[int, bytes]:
-    """(status, body) of GET http://host:port/path; raises OSError / asyncio.TimeoutError."""
+async def http_get(port: int, path: str, timeout: float = 1.0, host: str = "127.0.0.1",
+                   headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """(status, body) of GET http://host:port/path with extra headers (the engine's key: see
+    engine_key.auth_headers); raises OSError / asyncio.TimeoutError."""
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
 
     async def fetch() -> tuple[int, bytes]:
         reader, writer = await asyncio.open_connection(host, port)
         try:
-            writer.write(f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
+            writer.write(f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\n{extra}Connection: close\r\n\r\n".encode())
             await writer.drain()
             raw = await reader.read(MAX_BODY)
             while len(raw) < MAX_BODY:

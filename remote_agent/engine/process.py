@@ -1,5 +1,6 @@
-"""One live engine process: spawn it in its own process group, pump its output into the log
-buffer, wait for health, and stop it (SIGTERM the group, grace period, SIGKILL the group)."""
+"""One live engine process: spawn it in its own process group with its API key, pump its output
+into the log buffer (the key masked), wait for health, and stop it (SIGTERM the group, grace
+period, SIGKILL the group). Every request the agent sends the engine carries the key."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from remote_agent.engine.adapters.base import (
     HEALTH_TIMEOUT, MISSING_BINARY, PORT_IN_USE, EngineAdapter, EngineConfig, EngineFailure)
 from remote_agent.engine.httpget import http_get, port_is_open
 from remote_agent.engine.logbuf import LogBuffer
+from remote_agent.engine_key import KEYLESS, EngineKey, auth_headers, masked
 from remote_agent.procgroup import terminate_async
 
 TAIL_LINES = 200  # kept per process to classify its failure
@@ -25,11 +27,13 @@ log = logging.getLogger("remote_agent.engine")
 class EngineProcess:
     """One spawned engine: config, adapter, the asyncio process and its launch generation;
     started_at/ready_at in monotonic seconds; the last TAIL_LINES output lines; the task pumping its
-    output and the task `exited` (proc.wait()), done when it has exited."""
+    output and the task `exited` (proc.wait()), done when it has exited. key: the API key it
+    requires (EngineKey.value None: keyless, or a key ARGS set that the agent cannot read)."""
     config: EngineConfig
     adapter: EngineAdapter
     proc: asyncio.subprocess.Process
     generation: int
+    key: EngineKey = field(default=KEYLESS, repr=False)
     started_at: float = field(default_factory=time.monotonic)
     ready_at: float | None = None
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
@@ -40,6 +44,11 @@ class EngineProcess:
     def pid(self) -> int:
         """The engine's pid, which is also its process-group id (it leads its own group)."""
         return self.proc.pid
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """What every request the agent sends this engine carries: its key."""
+        return auth_headers(self.key.value)
 
     def failure(self) -> EngineFailure:
         """The adapter's reading of its exit status and output tail (an EngineFailure, not raised)."""
@@ -71,32 +80,45 @@ def vm_peak_bytes(pid: int) -> int | None:
 
 
 async def spawn(config: EngineConfig, adapter: EngineAdapter, generation: int, logbuf: LogBuffer, *,
-                bin_dir, address_space_limit: int | None, stack_limit: int | None = None) -> EngineProcess:
-    """Start the engine for config in its own process group, with the environment minus secrets and
-    the optional RLIMIT_AS / RLIMIT_STACK (bytes); its output goes to logbuf ("engine"). Returns at
-    once, before health (see wait_healthy). Raises EngineFailure missing_binary (not found, not
-    executable) or port_in_use (something already listens on config.port)."""
-    command = adapter.command(config, bin_dir)  # raises missing_binary
+                bin_dir, address_space_limit: int | None, stack_limit: int | None = None,
+                agent_key: EngineKey | None = None) -> EngineProcess:
+    """Start the engine for config in its own process group, with the environment minus secrets,
+    the agent's API key (agent_key; a key in config.args wins) as the adapter takes it, and the
+    optional RLIMIT_AS / RLIMIT_STACK (bytes); its output goes to logbuf ("engine"), the key
+    masked. Returns at once, before health (see wait_healthy). Raises EngineFailure
+    missing_binary (not found, not executable) or port_in_use (something already listens on
+    config.port)."""
+    agent_key = agent_key or KEYLESS
+    handed = adapter.launch_key(config.args, agent_key)
+    key = adapter.engine_key(config.args, agent_key)
+    command = adapter.command(config, bin_dir, handed)  # raises missing_binary
     if await port_is_open(config.port):
         raise EngineFailure(PORT_IN_USE, f"something already listens on 127.0.0.1:{config.port}, the engine "
                             "port — stop that process or set PORT to a free port")
     try:
         proc = await asyncio.create_subprocess_exec(
             *command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT, start_new_session=True, env=without_secrets(),
+            stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+            env={**without_secrets(), **adapter.key_environment(handed)},
             preexec_fn=_limiter(address_space_limit, stack_limit))
     except (FileNotFoundError, PermissionError) as exc:
         raise EngineFailure(MISSING_BINARY, f"cannot run {command[0]}: {exc.strerror}; install {adapter.binary} "
                             "or point --engine-bin-dir at it") from None
-    log.info("started %s (pid %d): %s", adapter.name, proc.pid, " ".join(command))
-    engine = EngineProcess(config, adapter, proc, generation)
-    engine.pump = asyncio.create_task(_pump_output(proc.stdout, engine.tail, logbuf))
+    log.info("started %s (pid %d, %s): %s", adapter.name, proc.pid, _key_words(key), adapter.loggable(command))
+    engine = EngineProcess(config, adapter, proc, generation, key=key)
+    engine.pump = asyncio.create_task(_pump_output(proc.stdout, engine.tail, logbuf, [key.value, handed]))
     engine.exited = asyncio.create_task(proc.wait())
     return engine
 
 
-async def _pump_output(stream: asyncio.StreamReader, tail: deque, logbuf: LogBuffer) -> None:
-    """Engine output → log buffer. Overlong lines arrive in chunks; the engine never waits on a reader."""
+def _key_words(key: EngineKey) -> str:
+    """"API key: generated" / "API key: ARGS" / "no API key: API_KEY=none": where the key came from."""
+    return f"no API key: {key.source}" if key.opted_out else f"API key: {key.source}"
+
+
+async def _pump_output(stream: asyncio.StreamReader, tail: deque, logbuf: LogBuffer, keys: list[str | None]) -> None:
+    """Engine output → log buffer, keys masked (koboldcpp prints its arguments, --password too).
+    Overlong lines arrive in chunks; the engine never waits on a reader."""
     while True:
         try:
             raw = await stream.readuntil(b"\n")
@@ -108,7 +130,7 @@ async def _pump_output(stream: asyncio.StreamReader, tail: deque, logbuf: LogBuf
             raw = await stream.read(exc.consumed)
         except (OSError, ValueError):
             return
-        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        line = masked(raw.decode("utf-8", errors="replace").rstrip("\r\n"), keys)
         tail.append(line)
         logbuf.append("engine", line)
 
@@ -134,7 +156,7 @@ async def wait_healthy(engine: EngineProcess, timeout: float, interval: float = 
             await _settle_output(engine)
             raise engine.failure()
         try:
-            status, body = await http_get(port, engine.adapter.health_path, timeout=1.0)
+            status, body = await http_get(port, engine.adapter.health_path, timeout=1.0, headers=engine.headers)
             if engine.adapter.is_healthy(status, body):
                 engine.ready_at = time.monotonic()
                 return
@@ -163,7 +185,8 @@ async def is_busy(engine: EngineProcess) -> bool | None:
     if engine.adapter.busy_path is None:
         return None
     try:
-        status, body = await http_get(engine.config.port, engine.adapter.busy_path, timeout=1.0)
+        status, body = await http_get(engine.config.port, engine.adapter.busy_path, timeout=1.0,
+                                      headers=engine.headers)
     except (OSError, asyncio.TimeoutError):
         return None
     return engine.adapter.is_busy(status, body)

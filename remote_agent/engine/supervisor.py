@@ -21,6 +21,7 @@ from remote_agent.engine.adapters import adapter_for
 from remote_agent.engine.adapters.base import BAD_MODEL, MISSING_BINARY, EngineConfig, EngineFailure, NothingFits
 from remote_agent.engine.fit_launch import EngineControls, fit_and_launch
 from remote_agent.engine.logbuf import LogBuffer
+from remote_agent.engine_key import KEYLESS, EngineKey
 from remote_agent.fit.agent_fit import AgentFitter
 
 STOPPED, STARTING, READY, STOPPING, FAILED, PAUSED = "stopped", "starting", "ready", "stopping", "failed", "paused"
@@ -65,8 +66,9 @@ class EngineSupervisor:
     def __init__(self, logbuf: LogBuffer, *, bin_dir: Path | None = None, address_space_limit: int | None = None,
                  timings: Timings | None = None, on_ready: Callable[[EngineConfig], None] = lambda c: None,
                  on_stopped: Callable[[], None] = lambda: None, stack_limit: int | None = None,
-                 fitter: AgentFitter | None = None) -> None:
+                 fitter: AgentFitter | None = None, api_key: EngineKey = KEYLESS) -> None:
         self.logbuf = logbuf
+        self.api_key = api_key  # the agent's key (remote_agent/engine_key.py), handed to every engine
         self.bin_dir = bin_dir
         self.address_space_limit = address_space_limit
         self.stack_limit = stack_limit
@@ -135,6 +137,15 @@ class EngineSupervisor:
         }
 
     @property
+    def engine_key(self) -> EngineKey:
+        """The API key the engine requires: the current (or last tried) config's — a key in its ARGS
+        wins — else the agent's, which the next start hands over. Read from any thread."""
+        config = self.config
+        if config is None:
+            return self.api_key
+        return adapter_for(config.engine).engine_key(config.args, self.api_key)
+
+    @property
     def serving(self) -> EngineConfig | None:
         """The config of the engine that is ready now, or None."""
         return self._engine.config if self._engine and self.state == READY else None
@@ -186,7 +197,7 @@ class EngineSupervisor:
         self._set_state(STARTING, model=config.model)
         engine = await engine_process.spawn(config, adapter, self._generation, self.logbuf, bin_dir=self.bin_dir,
                                             address_space_limit=self.address_space_limit,
-                                            stack_limit=self.stack_limit)
+                                            stack_limit=self.stack_limit, agent_key=self.api_key)
         try:
             await engine_process.wait_healthy(engine, self.timings.health_timeout, self.timings.health_interval)
         except BaseException:

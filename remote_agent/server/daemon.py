@@ -18,7 +18,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from remote_agent import __version__, hostkey_block, protocol
+from remote_agent import __version__, engine_key, hostkey_block, protocol
+from remote_agent.child_env import secret_values
+from remote_agent.engine.adapters import ADAPTERS
 from remote_agent.engine.logbuf import LogBuffer
 from remote_agent.paths import UnsafeSocketPlace, prepare_socket_dir
 from remote_agent.server.handlers import Agent
@@ -208,6 +210,14 @@ class AgentDaemon:
         server = await self._listen(path)
         log.info("remote-agent %s listening on %s (engine port %d, models in %s)", __version__, path,
                  self.settings.port, self.settings.models_dir)
+        key = self.agent.api_key
+        if key.warning:
+            log.warning(key.warning)
+        elif key.source == engine_key.GENERATED:
+            log.info("the engine requires an API key, kept in %s; podtui shows it beside the base URL",
+                     engine_key.key_file(self.settings.state_dir))
+        else:
+            log.info("the engine requires the API key from %s", key.source)
         try:
             from remote_agent.models import store
             store.ensure_layout(self.settings.models_dir)
@@ -349,7 +359,9 @@ def setup_logging(logbuf: LogBuffer, secrets: list[str], stream=None) -> None:
 def run_daemon(settings: AgentSettings, *, autostart: bool = True) -> int:
     """`remote-agent daemon` until SIGTERM/SIGINT; returns the exit status (1 after printing a DaemonError)."""
     daemon = AgentDaemon(settings, autostart=autostart)
-    secrets = [settings.hf_token, os.environ.get("HF_TOKEN"), os.environ.get("HUGGING_FACE_HUB_TOKEN")]
+    # Engine keys too: the agent's, and one ARGS may give (adapters also mask it in command lines).
+    in_args = [adapter().args_key(settings.args)[1] for adapter in ADAPTERS.values()]
+    secrets = [settings.hf_token, *secret_values(), daemon.agent.api_key.value, *in_args]
     setup_logging(daemon.logbuf, [secret for secret in secrets if secret])
     try:
         asyncio.run(daemon.run())

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from remote_agent import __version__
+from remote_agent import __version__, engine_key
 from remote_agent.engine.adapters.base import EngineConfig, EngineFailure
 from remote_agent.engine.ctx import FitRequest, choose_ctx, parse_ctx
 from remote_agent.engine.logbuf import SOURCES, LogBuffer
@@ -44,13 +44,16 @@ class Agent:
         self.settings = settings
         self.logbuf = logbuf
         self.state = StateStore(settings.state_dir)
+        # The user's key or opt-out, else the one kept in the state dir (generated once); the
+        # daemon logs which once its logging is set up.
+        self.api_key = engine_key.resolve(settings.user_api_key, settings.state_dir)
         self.fitter = AgentFitter(FitSettings(
             settings.bin_dir, settings.state_dir, settings.memory_budget, settings.address_space_limit,
             EngineOverhead(*settings.engine_overhead)))
         self.supervisor = EngineSupervisor(
             logbuf, bin_dir=settings.bin_dir, address_space_limit=settings.address_space_limit,
             timings=settings.timings, on_ready=self._remember_good, on_stopped=self._remember_stopped,
-            stack_limit=settings.engine_stack_limit, fitter=self.fitter)
+            stack_limit=settings.engine_stack_limit, fitter=self.fitter, api_key=self.api_key)
         self.activity: IdleWatcher | None = None  # set by start_activity_clock
 
     def start_activity_clock(self, done: threading.Event) -> None:
@@ -58,7 +61,8 @@ class Agent:
         probes do blocking HTTP and directory walks that must not hold up the daemon's loop."""
         def run() -> None:
             self.activity = IdleWatcher.tracking(
-                [EngineProbe(self.settings.port), DownloadProbe(self.settings.models_dir)],
+                [EngineProbe(self.settings.port, api_key=lambda: self.supervisor.engine_key.value),
+                 DownloadProbe(self.settings.models_dir)],
                 poll_s=self.settings.idle_poll_s)
             self.activity.run(done)
 
@@ -121,9 +125,12 @@ class Agent:
     # ---- methods -------------------------------------------------------------------------------
     async def status(self, params: dict, emit: Emit) -> dict:
         """`status`: the supervisor's snapshot plus port, models_dir, disk_free_bytes, version, gpus
-        ([{"name", "memory_total_mib", "memory_free_mib"}] or None) and idle_s (seconds; None until the
-        activity clock runs)."""
+        ([{"name", "memory_total_mib", "memory_free_mib"}] or None), idle_s (seconds; None until the
+        activity clock runs), api_key_required (whether the engine refuses requests without its API
+        key; the key itself only through `engine.api_key`) and warnings (sentences: the engine runs
+        keyless)."""
         gpus = await asyncio.to_thread(cached_gpus)
+        key = self.supervisor.engine_key
         return {
             **self.supervisor.snapshot(),
             "port": self.settings.port,
@@ -133,7 +140,17 @@ class Agent:
             "gpus": gpus,
             # seconds without an engine request or a download; null until the clock runs
             "idle_s": round(self.activity.idle_s) if self.activity is not None else None,
+            "api_key_required": key.required,
+            "warnings": [key.warning] if key.warning else [],
         }
+
+    async def engine_api_key(self, params: dict, emit: Emit) -> dict:
+        """`engine.api_key`: {"api_key": the key the engine requires (null: keyless, or set by ARGS
+        through a file the agent cannot read), "source": where it came from (engine_key.EngineKey),
+        "required": bool}. Its own method, so the key travels only when someone asks for it — never
+        in `status`, which scripts print and poll."""
+        key = self.supervisor.engine_key
+        return {"api_key": key.value, "source": key.source, "required": key.required}
 
     async def engine_start(self, params: dict, emit: Emit) -> dict:
         """`engine.start`: resolve (maybe download) the model and start it; returns status, plus "fit" when

@@ -11,6 +11,7 @@ from pathlib import Path
 from remote_agent.engine.adapters import ADAPTERS
 from remote_agent.engine.ctx import parse_ctx
 from remote_agent.engine.supervisor import Timings
+from remote_agent.engine_key import EngineKey, EngineKeyError, key_from_env
 from remote_agent.paths import default_models_dir, default_socket_path, default_state_dir
 
 DEFAULT_PORT = 5002
@@ -36,6 +37,8 @@ class AgentSettings:
     batch_size: int | None = None
     ubatch_size: int | None = None
     max_tokens: int | None = None  # MAX_TOKENS (seed 004): tokens per reply when a request names none
+    # API_KEY / LLAMA_API_KEY (engine_key.py): the user's key or opt-out; None: the agent keeps its own
+    user_api_key: EngineKey | None = None
     bin_dir: Path | None = None
     address_space_limit: int | None = None
     engine_stack_limit: int | None = None  # RLIMIT_STACK for the engine (the stand-in's thread stacks)
@@ -101,8 +104,9 @@ def _int_env(env: dict[str, str], name: str, minimum: int = 0, maximum: int | No
 
 def engine_env(env: dict[str, str]) -> dict:
     """The engine settings the seed-compatible environment gives (ENGINE, PORT, MODEL, CTX or
-    CTX_SIZE, ARGS, GPU_LAYERS, PARALLEL, BATCH_SIZE, UBATCH_SIZE, MAX_TOKENS), checked: a bad
-    value raises SettingsError naming it. `remote-agent boot` runs the same check, dry runs too."""
+    CTX_SIZE, ARGS, GPU_LAYERS, PARALLEL, BATCH_SIZE, UBATCH_SIZE, MAX_TOKENS, API_KEY or
+    LLAMA_API_KEY), checked: a bad value raises SettingsError naming it. `remote-agent boot` runs
+    the same check, dry runs too."""
     engine = env.get("ENGINE", "").strip() or "llama-server"
     if engine not in ADAPTERS:
         raise SettingsError(f"ENGINE={engine!r} is not supported; use one of: {', '.join(ADAPTERS)}")
@@ -118,6 +122,10 @@ def engine_env(env: dict[str, str]) -> dict:
     except ValueError:
         raise SettingsError(f"{ctx_name}={env_ctx!r} is neither a number of tokens nor 'auto'; "
                             f"set e.g. {ctx_name}=8192 or {ctx_name}=auto, or unset it") from None
+    try:
+        user_api_key = key_from_env(env)
+    except EngineKeyError as exc:
+        raise SettingsError(str(exc)) from None
     return dict(
         port=_int_env(env, "PORT", 1, 65535) or DEFAULT_PORT,
         engine=engine,
@@ -129,6 +137,7 @@ def engine_env(env: dict[str, str]) -> dict:
         batch_size=_int_env(env, "BATCH_SIZE", 1),
         ubatch_size=_int_env(env, "UBATCH_SIZE", 1),
         max_tokens=_int_env(env, "MAX_TOKENS", 1),
+        user_api_key=user_api_key,
     )
 
 

@@ -82,7 +82,7 @@ class DaemonProcess:
 
     def start(self, timeout: float = 20.0) -> "DaemonProcess":
         env = {**os.environ, "PORT": str(self.port), **self.env}
-        for name in ("MODEL", "CTX", "ARGS", "ENGINE"):
+        for name in ("MODEL", "CTX", "ARGS", "ENGINE", "API_KEY", "LLAMA_API_KEY"):
             if name not in self.env:
                 env.pop(name, None)
         self.log = open(self.root / "daemon.log", "ab")
@@ -115,6 +115,11 @@ class DaemonProcess:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"state {status['state']} never became one of {states}: {status}")
                 time.sleep(0.05)
+
+    def api_key(self) -> str | None:
+        """The key its engine requires, asked the way podtui asks (`engine.api_key`)."""
+        with self.client() as client:
+            return client.result("engine.api_key")["api_key"]
 
     def log_text(self) -> str:
         return (self.root / "daemon.log").read_text(errors="replace")

@@ -53,10 +53,18 @@ class LlamaServer:
             self.proc = None
 
 
-def chat_completion(base_url: str, content: str = "Hello", max_tokens: int = 8, timeout: float = 60) -> dict:
+def auth(api_key: str | None) -> dict[str, str]:
+    """The header an engine the agent started wants (its API key); none for a keyless one."""
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+def chat_completion(base_url: str, content: str = "Hello", max_tokens: int = 8, timeout: float = 60,
+                    api_key: str | None = None) -> dict:
+    """POST /v1/chat/completions (with api_key as a bearer token when given) → the parsed answer;
+    urllib.error.HTTPError for a refusal (401 without the right key)."""
     body = json.dumps({"messages": [{"role": "user", "content": content}],
                        "max_tokens": max_tokens, "temperature": 0}).encode()
     req = urllib.request.Request(f"{base_url}/v1/chat/completions", data=body,
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json", **auth(api_key)})
     with urllib.request.urlopen(req, timeout=timeout) as r:
         return json.load(r)

@@ -5,6 +5,12 @@ log. It is a real process that really listens, prints and exits.
 
 STANDIN_MODE: serve (default) | crash (print a line, exit 3) | chatty (print STANDIN_LINES lines, then serve)
 STANDIN_ARGV_FILE: where to write the argv it was started with (JSON).
+STANDIN_SEEN_FILE: where to append, per request, the path and the Authorization header it got.
+
+The API key is checked as the real engines check it: `--password KEY` as koboldcpp does (its
+/api/v1/model and /api/extra/perf stay open, the model's name hidden without the key), else
+LLAMA_API_KEY as llama-server does (everything but /health answers 401 without the key). Like
+koboldcpp it prints its arguments at start, --password included.
 """
 
 from __future__ import annotations
@@ -30,17 +36,30 @@ def main() -> None:
         sys.stdout.flush()
     port = int(argv[argv.index("--port") + 1])
     model = argv[argv.index("--model") + 1]
+    password = argv[argv.index("--password") + 1] if "--password" in argv else None
+    llama_key = os.environ.get("LLAMA_API_KEY")
+    print(f"Namespace(argv={argv!r})", flush=True)  # koboldcpp's print(args)
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            header = self.headers.get("Authorization")
+            if os.environ.get("STANDIN_SEEN_FILE"):
+                with open(os.environ["STANDIN_SEEN_FILE"], "a") as f:
+                    f.write(json.dumps([self.path, header]) + "\n")
+            key = password or llama_key
+            authorized = key is None or header == f"Bearer {key}"
+            name = f"koboldcpp/{os.path.basename(model)}" if authorized or not password else "koboldcpp/protected-model"
             bodies = {
                 "/health": {"status": "ok"},
                 "/slots": [{"id": 0, "is_processing": False}],
-                "/api/v1/model": {"result": f"koboldcpp/{os.path.basename(model)}"},
+                "/api/v1/model": {"result": name},
                 "/api/extra/perf": {"idle": 1, "queue": 0},
             }
             if self.path not in bodies:
                 self.send_error(404)
+                return
+            if not authorized and llama_key and not password and self.path != "/health":
+                self.send_error(401)
                 return
             body = json.dumps(bodies[self.path]).encode()
             self.send_response(200)

@@ -1,10 +1,11 @@
-"""What every engine adapter provides: its command line, its health check, whether it is busy,
-and how to read a failure from its exit status and its last log lines."""
+"""What every engine adapter provides: its command line, how it is handed its API key, its health
+check, whether it is busy, and how to read a failure from its exit status and its last log lines."""
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import signal
 from abc import ABC, abstractmethod
@@ -12,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from remote_agent.engine.ctx import FitRequest
+from remote_agent.engine_key import FROM_ARGS, EngineKey
 from remote_agent.protocol import WireError
 
 # Failure codes (the `kind` of status.last_error and the `code` of a failed engine request).
@@ -135,8 +137,36 @@ class EngineAdapter(ABC):
                             "--engine-bin-dir / REMOTE_AGENT_ENGINE_BIN_DIR at the folder that holds it")
 
     @abstractmethod
-    def command(self, config: EngineConfig, bin_dir: Path | None) -> list[str]:
-        """The full command line (ARGS, then the fit's flags, last, so they win where the engine allows it)."""
+    def command(self, config: EngineConfig, bin_dir: Path | None, api_key: str | None = None) -> list[str]:
+        """The full command line (ARGS, then the fit's flags, last, so they win where the engine allows it).
+        api_key: the key the agent hands the engine (launch_key), for engines that take it as a flag."""
+
+    # ---- the API key (remote_agent/engine_key.py) ----------------------------------------------
+    key_flags: tuple[str, ...] = ()  # flags of ARGS that set the engine's key; their values are masked
+
+    def args_key(self, args: tuple[str, ...] | list[str]) -> tuple[bool, str | None]:
+        """(whether ARGS sets the engine's key, that key — None when the agent cannot read it)."""
+        value = flag_value(args, self.key_flags)
+        return (value is not None, value or None)
+
+    def engine_key(self, args: tuple[str, ...] | list[str], agent_key: EngineKey) -> EngineKey:
+        """The key an engine started with ARGS requires: the one ARGS sets, else the agent's."""
+        in_args, value = self.args_key(args)
+        return EngineKey(value, FROM_ARGS) if in_args else agent_key
+
+    def launch_key(self, args: tuple[str, ...] | list[str], agent_key: EngineKey) -> str | None:
+        """The key the agent must hand the engine: the agent's, unless ARGS sets one (respected,
+        never doubled) or the user opted out."""
+        return None if self.args_key(args)[0] else agent_key.value
+
+    def key_environment(self, api_key: str | None) -> dict[str, str]:
+        """Variables that hand the engine api_key (for engines that read it from their environment,
+        which keeps it off the command line and out of `ps`); none by default."""
+        return {}
+
+    def loggable(self, command: list[str]) -> str:
+        """command as one shell-quoted line with the value of every key flag masked: what is logged."""
+        return shlex.join(masked_flags(command, self.key_flags))
 
     def fit_flags(self, run_config) -> list[str]:
         """Flags that pin the memory configuration a context fit estimated (fit.estimate.RunConfig)."""
@@ -187,6 +217,30 @@ def describe_exit(returncode: int | None) -> str:
             name = f"signal {-returncode}"
         return f"was killed by {name}"
     return f"exited with code {returncode}"
+
+
+def flag_value(args: tuple[str, ...] | list[str], flags: tuple[str, ...]) -> str | None:
+    """The value of the last of flags in args (`--flag VALUE` or `--flag=VALUE`), or None."""
+    found = None
+    for i, arg in enumerate(args):
+        for flag in flags:
+            if arg == flag and i + 1 < len(args):
+                found = args[i + 1]
+            elif arg.startswith(flag + "="):
+                found = arg[len(flag) + 1:]
+    return found
+
+
+def masked_flags(command: list[str], flags: tuple[str, ...]) -> list[str]:
+    """command with the value after each of flags (or after `flag=`) replaced by ***."""
+    out = list(command)
+    for i, arg in enumerate(out):
+        for flag in flags:
+            if arg == flag and i + 1 < len(out):
+                out[i + 1] = "***"
+            elif arg.startswith(flag + "="):
+                out[i] = f"{flag}=***"
+    return out
 
 
 def optional_flag(flag: str, value: int | None) -> list[str]:

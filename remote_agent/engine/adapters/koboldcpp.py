@@ -2,6 +2,13 @@
 
 No koboldcpp binary can be installed on the test machine: the tests check this adapter's command
 line and run it against a stand-in process that serves the same endpoints.
+
+Its API key is `--password KEY` (koboldcpp reads no variable for it). koboldcpp 1.76 checks it as
+`Authorization: Bearer KEY` on its text endpoints (`secure_endpoint`); /api/v1/model and
+/api/extra/perf stay open (the model's name reads "koboldcpp/protected-model" without the key),
+so health and the busy check work either way. The key is on its command line, so the agent masks
+it in every line it logs, and koboldcpp prints its whole argument list at start (`print(args)`),
+which the engine's output pump masks too.
 """
 
 from __future__ import annotations
@@ -28,8 +35,11 @@ class KoboldCppAdapter(EngineAdapter):
     health_path = "/api/v1/model"  # {"result": "koboldcpp/<name>"} once the model is loaded
     busy_path = "/api/extra/perf"  # {"idle": 1|0, "queue": n, ...}
 
-    def command(self, config: EngineConfig, bin_dir: Path | None) -> list[str]:
-        """Seed 000's flags, each optional setting when set, then ARGS and the fit's flags last."""
+    key_flags = ("--password",)
+
+    def command(self, config: EngineConfig, bin_dir: Path | None, api_key: str | None = None) -> list[str]:
+        """Seed 000's flags, each optional setting when set, `--password api_key`, then ARGS and the
+        fit's flags last."""
         gpu_layers = DEFAULT_GPU_LAYERS if config.gpu_layers is None else config.gpu_layers
         return [
             self.binary_path(bin_dir), "--model", config.model_path,
@@ -39,6 +49,7 @@ class KoboldCppAdapter(EngineAdapter):
             "--usecublas", "mmq", "--flashattention", "--ignoremissing", "--skiplauncher",
             *optional_flag("--blasbatchsize", config.batch_size),
             *optional_flag("--defaultgenamt", config.max_tokens),   # MAX_TOKENS (seed 004)
+            *(["--password", api_key] if api_key else []),
             *config.args, *config.fit_args,
         ]
 

@@ -1,4 +1,10 @@
-"""llama.cpp's llama-server: OpenAI-compatible API, /health, /slots for in-flight requests."""
+"""llama.cpp's llama-server: OpenAI-compatible API, /health, /slots for in-flight requests.
+
+Its API key goes in through LLAMA_API_KEY (llama.cpp's common/arg.cpp: `--api-key` has
+`set_env("LLAMA_API_KEY")`), so it is on no command line the agent logs and not in `ps`. With a
+key, every endpoint but /health (and the web UI's files) answers 401 without
+`Authorization: Bearer KEY` (tools/server/server-http.cpp, `middleware_validate_api_key`).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,9 @@ import json
 from pathlib import Path
 
 from remote_agent.engine.adapters.base import (
-    ENGINE_HOST, GGML_OOM, EngineAdapter, EngineConfig, FailurePatterns, optional_flag)
+    ENGINE_HOST, GGML_OOM, EngineAdapter, EngineConfig, FailurePatterns, flag_value, optional_flag)
+
+KEY_ENV = "LLAMA_API_KEY"
 
 
 class LlamaServerAdapter(EngineAdapter):
@@ -22,8 +30,11 @@ class LlamaServerAdapter(EngineAdapter):
     health_path = "/health"  # 503 while loading, 200 when ready
     busy_path = "/slots"  # enabled by default; lists is_processing per slot
 
-    def command(self, config: EngineConfig, bin_dir: Path | None) -> list[str]:
-        """Each optional setting as its flag when set, then ARGS and the fit's flags last."""
+    key_flags = ("--api-key",)
+
+    def command(self, config: EngineConfig, bin_dir: Path | None, api_key: str | None = None) -> list[str]:
+        """Each optional setting as its flag when set, then ARGS and the fit's flags last. The API key
+        is not among them: it goes in through the environment (key_environment)."""
         return [
             self.binary_path(bin_dir), "--model", config.model_path,
             "--host", ENGINE_HOST, "--port", str(config.port),
@@ -35,6 +46,25 @@ class LlamaServerAdapter(EngineAdapter):
             *optional_flag("--n-predict", config.max_tokens),
             *config.args, *config.fit_args,
         ]
+
+    def args_key(self, args) -> tuple[bool, str | None]:
+        """`--api-key K[,K2…]` (the first key), or `--api-key-file F` (its first key line, None when
+        the agent cannot read it)."""
+        value = flag_value(args, self.key_flags)
+        if value is not None:
+            return True, next((k.strip() for k in value.split(",") if k.strip()), None)
+        path = flag_value(args, ("--api-key-file",))
+        if path is None:
+            return False, None
+        try:
+            lines = Path(path).read_text().splitlines()
+        except (OSError, UnicodeDecodeError):
+            return True, None
+        return True, next((line.strip() for line in lines if line.strip() and not line.startswith("#")), None)
+
+    def key_environment(self, api_key: str | None) -> dict[str, str]:
+        """{"LLAMA_API_KEY": api_key}: llama-server reads it as it would --api-key."""
+        return {KEY_ENV: api_key} if api_key else {}
 
     def fit_flags(self, run_config) -> list[str]:
         """`--fit off` and the cache and slot flags of run_config (fit.estimate.RunConfig.engine_args())."""

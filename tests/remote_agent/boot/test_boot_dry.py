@@ -80,3 +80,39 @@ def test_a_dry_run_refuses_what_the_daemon_would_refuse(make_boot, boot_root, na
     assert run.wait_exit() == 2
     assert said in run.output() and "dry run complete" not in run.output()
     assert snapshot(boot_root) == before
+
+
+@pytest.mark.timeout(60)
+def test_a_dry_run_would_generate_the_engine_key_and_prints_no_users_key(make_boot, boot_root):
+    before = snapshot(boot_root)
+    run = make_boot("--dry-run", "--exit-on-error").start()
+    assert run.wait_exit() == 0
+    assert "would generate the engine's API key into" in run.output()
+    assert snapshot(boot_root) == before
+
+    users_key, args_key = "users-key-never-print-5e2a", "args-key-never-print-8c1d"
+    run = make_boot("--dry-run", "--exit-on-error",
+                    env={"API_KEY": users_key, "ENGINE": "koboldcpp",
+                         "ARGS": f"--threads 2 --password={args_key}"}).start()
+    assert run.wait_exit() == 0
+    out = run.output()
+    assert users_key not in out and args_key not in out
+    assert "API_KEY=<set, hidden>" in out and "ARGS=--threads 2 '--password=***'" in out
+    assert "the engine requires the API key from ARGS" in out  # ARGS's key wins, as the daemon does
+    assert snapshot(boot_root) == before
+
+
+@pytest.mark.timeout(60)
+def test_api_key_none_is_a_warning_in_the_boot_log(make_boot):
+    run = make_boot("--dry-run", "--exit-on-error", env={"API_KEY": "none"}).start()
+    assert run.wait_exit() == 0
+    out = run.output()
+    assert "[boot] WARNING: the engine runs WITHOUT an API key (API_KEY=none)" in out
+    assert "API_KEY=none" in out and "host keys: none yet" in out  # the word "none" is no secret to mask
+
+
+@pytest.mark.timeout(60)
+def test_a_key_the_engines_cannot_take_is_refused_before_anything_starts(make_boot, boot_root):
+    run = make_boot("--dry-run", env={"API_KEY": "has space"}).start()
+    assert run.wait_exit() == 2
+    assert "API_KEY holds characters an engine key cannot have" in run.output()

@@ -167,6 +167,7 @@ def test_boot_starts_the_real_daemon_which_serves_model_from_the_environment(
         make_boot, boot_root, client_key, llama_bin, tiny_model, tmp_path):
     import json
     import time
+    import urllib.error
     import urllib.request
 
     run = make_boot("--exit-on-error", env={
@@ -185,7 +186,15 @@ def test_boot_starts_the_real_daemon_which_serves_model_from_the_environment(
             time.sleep(0.2)
     else:
         raise AssertionError(f"the engine never answered on {port}:\n{run.output()}")
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=5) as response:
+    # The engine requires the key boot generated on the volume (the daemon read the same file).
+    key_file = boot_root / "workspace" / ".podtui" / "agent" / "engine-api-key"
+    key = key_file.read_text().strip()
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert f"the engine requires an API key, kept in {key_file}" in run.output()
+    with pytest.raises(urllib.error.HTTPError, match="401"):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=5)
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models", headers={"Authorization": f"Bearer {key}"})
+    with urllib.request.urlopen(request, timeout=5) as response:
         assert tiny_model.name in json.dumps(json.load(response))
     socket_path = boot_root / "run" / "remote-agent" / "agent.sock"
     assert stat.S_IMODE(socket_path.stat().st_mode) == 0o600
@@ -201,4 +210,5 @@ def test_boot_starts_the_real_daemon_which_serves_model_from_the_environment(
     finally:
         client.close()
     assert_no_secrets(run.output())
+    assert key not in run.output()
     assert run.terminate() == 0

@@ -16,7 +16,7 @@ import pytest
 
 from remote_agent.idle import DownloadProbe, EngineProbe, IdleWatcher, SshSessionProbe, stop_pod
 from tests.remote_agent.boot.conftest import SECRETS
-from tests.testbed.llama import chat_completion
+from tests.testbed.llama import LlamaServer, chat_completion
 from tests.testbed.runpod_double import SPEC_PATH, RunpodDouble
 
 POD = "podidle42"
@@ -175,3 +175,18 @@ def test_boot_stops_an_idle_pod_once(make_boot, runpod):
     assert runpod.stops() == [POD] and [c["authorized"] for c in action_calls(runpod)] == [True]
     assert KEY not in run.output()
     assert run.terminate() == 0
+
+
+@pytest.mark.timeout(60)
+def test_the_engine_probe_sees_requests_on_a_keyed_engine_only_with_its_key(llama_bin, tiny_model, tmp_path):
+    # Boot's watcher and the daemon's activity clock probe an engine that requires the agent's key:
+    # without it /metrics and /slots answer 401, and a pod in use would look idle and be stopped.
+    server = LlamaServer(llama_bin, tiny_model, extra_args=("--api-key", "probe-key"),
+                         log_path=tmp_path / "llama.log").start()
+    try:
+        with_key, without = EngineProbe(server.port, api_key=lambda: "probe-key"), EngineProbe(server.port)
+        assert not with_key.active() and not without.active()   # baselines
+        chat_completion(server.base_url, max_tokens=2, api_key="probe-key")
+        assert with_key.active() and not without.active()
+    finally:
+        server.stop()

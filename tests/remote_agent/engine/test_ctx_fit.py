@@ -17,7 +17,7 @@ import pytest
 
 from remote_agent.fit.estimate import RunConfig
 from tests.testbed.fit_standin import STACK_BYTES, calibrate_overhead
-from tests.testbed.llama import chat_completion
+from tests.testbed.llama import auth, chat_completion
 
 MiB = 1 << 20
 pytestmark = pytest.mark.timeout(180)
@@ -44,8 +44,9 @@ def fit_messages(events: list[dict]) -> list[str]:
     return [e["data"]["message"] for e in events if e["event"] == "progress" and e["data"].get("phase") == "fit"]
 
 
-def engine_ctx(port: int) -> int:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/props", timeout=5) as r:
+def engine_ctx(daemon) -> int:
+    request = urllib.request.Request(f"http://127.0.0.1:{daemon.port}/props", headers=auth(daemon.api_key()))
+    with urllib.request.urlopen(request, timeout=5) as r:
         return json.load(r)["default_generation_settings"]["n_ctx"]
 
 
@@ -65,8 +66,8 @@ def test_swap_auto_loads_near_the_limit_then_a_second_swap_reuses_the_remembered
     assert messages[0] == f"trying {fit['estimate']['first_ctx']}"
     assert any("fits" in m for m in messages)
     # the config left running is the one the search proved, launched once for that ctx
-    assert engine_ctx(daemon.port) == fit["ctx"]
-    assert chat_completion(f"http://127.0.0.1:{daemon.port}", max_tokens=4)["choices"]
+    assert engine_ctx(daemon) == fit["ctx"]
+    assert chat_completion(f"http://127.0.0.1:{daemon.port}", max_tokens=4, api_key=daemon.api_key())["choices"]
     assert daemon.log_text().count(f"--ctx-size {fit['ctx']} ") == 1
     assert "--n-gpu-layers 999" in daemon.log_text() and "--fit off" in daemon.log_text()
 
@@ -77,7 +78,7 @@ def test_swap_auto_loads_near_the_limit_then_a_second_swap_reuses_the_remembered
     assert again["fit"]["cached"] and again["fit"]["launches"] == 1 and again["ctx"] == fit["ctx"]
     assert fit_messages(events)[0] == f"remembered fit: trying {fit['ctx']}"
     assert daemon.log_text().count("started llama-server") == launches_before + 1  # no search
-    assert engine_ctx(daemon.port) == fit["ctx"]
+    assert engine_ctx(daemon) == fit["ctx"]
 
     # fresh: searches again
     _, reply = client.call("engine.swap", {"model": str(fit_small_model), "ctx": "auto", "fresh": True})
@@ -94,7 +95,7 @@ def test_an_oom_in_the_daemon_is_recomputed_from_the_failed_allocation(make_daem
     assert fit["attempts"][1]["ok"] is True and fit["launches"] <= 3
     assert fit["attempts"][-1]["ctx"] == fit["ctx"] == reply["result"]["ctx"]
     assert any(m.startswith(f"OOM at {fit['attempts'][0]['ctx']}: ") and "more" in m for m in fit_messages(events))
-    assert reply["result"]["state"] == "ready" and engine_ctx(daemon.port) == fit["ctx"]
+    assert reply["result"]["state"] == "ready" and engine_ctx(daemon) == fit["ctx"]
 
 
 def test_fit_search_returns_the_figures_and_respects_the_ctx_cap(make_daemon, llama_bin, fit_small_model,
@@ -111,7 +112,7 @@ def test_fit_search_returns_the_figures_and_respects_the_ctx_cap(make_daemon, ll
     assert result["budget_bytes"] == 450 * MiB and result["estimate"]["need_bytes"] < 450 * MiB
     assert fit_messages(events)[0] == "trying 8192"
     status = client.result("status")
-    assert status["state"] == "ready" and status["ctx"] == 8192 and engine_ctx(daemon.port) == 8192
+    assert status["state"] == "ready" and status["ctx"] == 8192 and engine_ctx(daemon) == 8192
     assert "-ctk q8_0" in daemon.log_text()
     # bad params are refused before anything runs
     _, reply = client.call("fit.search", {"cache_type": "q3"})
@@ -121,7 +122,7 @@ def test_fit_search_returns_the_figures_and_respects_the_ctx_cap(make_daemon, ll
     assert reply["error"]["code"] == "oom" and reply["error"]["message"].startswith("model needs ")
     assert "rolled back to" in reply["error"]["message"]
     status = client.result("status")
-    assert status["state"] == "ready" and status["ctx"] == 8192 and engine_ctx(daemon.port) == 8192
+    assert status["state"] == "ready" and status["ctx"] == 8192 and engine_ctx(daemon) == 8192
 
 
 def test_nothing_fits_pauses_with_what_the_model_needs_and_the_daemon_lives(make_daemon, llama_bin, fit_large_model,

@@ -11,18 +11,20 @@ import urllib.request
 
 import pytest
 
-from tests.testbed.llama import chat_completion
+from tests.testbed.llama import auth, chat_completion
 
 pytestmark = pytest.mark.timeout(120)
 
 
-def slots_busy(port: int) -> bool:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/slots", timeout=2) as r:
+def slots_busy(port: int, api_key: str) -> bool:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/slots", headers=auth(api_key))
+    with urllib.request.urlopen(request, timeout=2) as r:
         return any(slot["is_processing"] for slot in json.load(r))
 
 
-def served_model(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=5) as r:
+def served_model(port: int, api_key: str) -> str:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models", headers=auth(api_key))
+    with urllib.request.urlopen(request, timeout=5) as r:
         return json.load(r)["data"][0]["id"]
 
 
@@ -31,13 +33,14 @@ def test_swap_waits_for_the_request_in_flight_and_serves_b_after_ready(make_daem
     daemon = make_daemon(llama_bin, env={"MODEL": str(tiny_model), "CTX": "4096"})
     daemon.wait_for_state({"ready"})
     base = f"http://127.0.0.1:{daemon.port}"
+    key = daemon.api_key()
     outcome = {}
 
     def long_request():
         body = json.dumps({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2000,
                            "ignore_eos": True, "temperature": 0}).encode()
         req = urllib.request.Request(f"{base}/v1/chat/completions", data=body,
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json", **auth(key)})
         try:
             with urllib.request.urlopen(req, timeout=60) as r:
                 outcome["tokens"] = json.load(r)["usage"]["completion_tokens"]
@@ -48,7 +51,7 @@ def test_swap_waits_for_the_request_in_flight_and_serves_b_after_ready(make_daem
     worker = threading.Thread(target=long_request)
     worker.start()
     deadline = time.monotonic() + 10
-    while not slots_busy(daemon.port):
+    while not slots_busy(daemon.port, key):
         assert time.monotonic() < deadline, "the long request never started"
         time.sleep(0.01)
 
@@ -68,11 +71,12 @@ def test_swap_waits_for_the_request_in_flight_and_serves_b_after_ready(make_daem
     failures = []
     for _ in range(5):  # after `ready` every request succeeds, on the same port
         try:
-            chat_completion(base, max_tokens=4)
+            chat_completion(base, max_tokens=4, api_key=key)
         except Exception as exc:
             failures.append(repr(exc))
     assert failures == []
-    assert served_model(daemon.port).endswith("tiny-b.gguf")
+    assert served_model(daemon.port, key).endswith("tiny-b.gguf")
+    assert daemon.api_key() == key  # the swap kept the key
 
 
 def test_swap_to_a_corrupt_model_rolls_back_and_a_keeps_serving(make_daemon, llama_bin, tiny_model, tmp_path):
@@ -90,7 +94,7 @@ def test_swap_to_a_corrupt_model_rolls_back_and_a_keeps_serving(make_daemon, lla
     status = client.result("status")
     assert status["state"] == "ready" and status["model"] == str(tiny_model)
     assert status["pid"] != first["pid"] and status["last_error"]["kind"] == "bad_model"
-    assert chat_completion(f"http://127.0.0.1:{daemon.port}", max_tokens=4)["choices"]
+    assert chat_completion(f"http://127.0.0.1:{daemon.port}", max_tokens=4, api_key=daemon.api_key())["choices"]
 
 
 def test_swap_to_a_file_that_is_not_gguf_is_refused_before_the_engine_is_touched(make_daemon, llama_bin,
@@ -112,7 +116,7 @@ def test_an_engine_killed_with_sigkill_is_restarted(make_daemon, llama_bin, tiny
     restarted = daemon.wait_for_state({"ready"}, pred=lambda s: s["pid"] not in (None, first["pid"]))
     assert restarted["model"] == str(tiny_model)
     assert restarted["last_error"]["kind"] == "crashed" and "SIGKILL" in restarted["last_error"]["message"]
-    assert chat_completion(f"http://127.0.0.1:{daemon.port}", max_tokens=4)["choices"]
+    assert chat_completion(f"http://127.0.0.1:{daemon.port}", max_tokens=4, api_key=daemon.api_key())["choices"]
 
 
 def test_state_is_restored_after_a_daemon_restart(make_daemon, llama_bin, tiny_model, tiny_model_b, tmp_path):
@@ -128,7 +132,7 @@ def test_state_is_restored_after_a_daemon_restart(make_daemon, llama_bin, tiny_m
     again = make_daemon(llama_bin, env=env, root=tmp_path / "pod", port=daemon.port)
     status = again.wait_for_state({"ready"})
     assert status["model"] == str(tiny_model_b) and status["ctx"] == 512
-    assert served_model(again.port).endswith("tiny-b.gguf")
+    assert served_model(again.port, again.api_key()).endswith("tiny-b.gguf")
 
 
 def test_out_of_memory_is_classified_under_an_address_space_limit(make_daemon, llama_bin, tiny_model):

@@ -10,6 +10,7 @@ import pytest
 
 from remote_agent.engine.adapters import adapter_for
 from remote_agent.engine.adapters.base import EngineConfig
+from remote_agent.engine_key import EngineKey
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -50,3 +51,24 @@ def test_the_daemon_runs_and_health_checks_a_koboldcpp_stand_in(make_daemon, sta
     argv = json.loads(argv_file.read_text())
     assert argv[argv.index("--contextsize") + 1] == "4096" and argv[-2:] == ["--threads", "2"]
     assert "--usecublas" in argv and "--skiplauncher" in argv
+
+
+def test_the_agents_key_is_a_password_flag_masked_in_the_logged_line_and_never_doubled(tmp_path):
+    binary = tmp_path / "koboldcpp"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    adapter = adapter_for("koboldcpp")
+    agent_key = EngineKey("agents-key", "generated")
+    config = EngineConfig(engine="koboldcpp", model="m", model_path="/models/m.gguf", port=5002,
+                          args=("--threads", "8"))
+    command = adapter.command(config, tmp_path, adapter.launch_key(config.args, agent_key))
+    assert command[command.index("--password") + 1] == "agents-key" and command[-2:] == ["--threads", "8"]
+    assert "agents-key" not in adapter.loggable(command) and "--password '***'" in adapter.loggable(command)
+    assert adapter.key_environment("agents-key") == {}  # koboldcpp reads no variable for it
+
+    own = EngineConfig(engine="koboldcpp", model="m", model_path="/models/m.gguf", port=5002,
+                       args=("--password=users-own",))
+    command = adapter.command(own, tmp_path, adapter.launch_key(own.args, agent_key))
+    assert command.count("--password") == 0 and command[-1] == "--password=users-own"
+    assert adapter.engine_key(own.args, agent_key) == EngineKey("users-own", "ARGS")
+    assert "users-own" not in adapter.loggable(command)

@@ -12,6 +12,7 @@ import pytest
 from remote_agent.engine.adapters.base import EngineConfig
 from remote_agent.engine.adapters.llama_server import LlamaServerAdapter
 from remote_agent.server.settings import DEFAULT_PORT, settings_from
+from tests.testbed.llama import auth
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -48,11 +49,12 @@ def test_seed_004_environment_on_the_real_engine(make_daemon, llama_bin, tiny_mo
     status = daemon.wait_for_state({"ready"}, timeout=60)
     assert status["ctx"] == 1024
     base = f"http://127.0.0.1:{daemon.port}"
-    with urllib.request.urlopen(f"{base}/props", timeout=5) as reply:
+    key = auth(daemon.api_key())
+    with urllib.request.urlopen(urllib.request.Request(f"{base}/props", headers=key), timeout=5) as reply:
         assert json.load(reply)["total_slots"] == 2
     body = json.dumps({"prompt": "Once upon a time", "temperature": 0, "ignore_eos": True}).encode()
     request = urllib.request.Request(f"{base}/v1/completions", data=body,
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json", **key})
     with urllib.request.urlopen(request, timeout=30) as reply:
         assert json.load(reply)["usage"]["completion_tokens"] == 3
 
