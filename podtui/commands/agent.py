@@ -95,6 +95,10 @@ def _human_status(status: dict) -> None:
         click.echo(f"{'last_error':<16}{error.get('kind')}: {error.get('message')}")
     for gpu in status.get("gpus") or []:
         click.echo(f"{'gpu':<16}{gpu.get('name')} {gpu.get('memory_free_mib')}/{gpu.get('memory_total_mib')} MiB free")
+    if "api_key_required" in status:   # agents older than engine keys do not say
+        click.echo(f"{'api_key':<16}{'required' if status['api_key_required'] else 'none'}")
+    for warning in status.get("warnings") or []:
+        click.echo(f"{'warning':<16}{warning}")
 
 
 @agent.command()

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import click
 
+from podtui.errors import PodtuiError
 from podtui.providers.base import DEFAULT_ENGINE_PORT, PodSpec, ProviderError
 from podtui.providers.local import LocalProvider
+from podtui.services.engine_access import engine_api_key, key_text
 from podtui.services.inputs import ctx_option
 
 SETTLED = ("ready", "failed", "paused", "stopped")
@@ -20,8 +22,23 @@ def local() -> None:
     """The local pod: this machine's remote-agent daemon and its engine (llama-server by default).
 
     Its state, socket and log live under podtui's state dir (`podtui locate`). The engine listens
-    on 127.0.0.1:PORT, so no tunnel is needed; `podtui agent local …` talks to the daemon.
+    on 127.0.0.1:PORT, so no tunnel is needed; `podtui agent local …` talks to the daemon. It
+    requires the API key shown beside the base URL (any web page could use the port otherwise).
     """
+
+
+def _api_key(provider: LocalProvider) -> str | None:
+    """The key the local engine requires (None: keyless, or the daemon is not running)."""
+    if not provider.daemon.running():
+        return None
+    try:
+        client = provider.daemon.client()
+    except PodtuiError:
+        return None
+    try:
+        return engine_api_key(client)
+    finally:
+        client.close()
 
 
 def _wait_settled(provider: LocalProvider, timeout_s: float) -> dict:
@@ -45,24 +62,32 @@ def _wait_settled(provider: LocalProvider, timeout_s: float) -> dict:
 @click.option("--engine-bin-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Folder with llama-server / koboldcpp (default: the last one, else "
                    "$REMOTE_AGENT_ENGINE_BIN_DIR, else PATH).")
+@click.option("--no-api-key", is_flag=True,
+              help="Run the engine without an API key for this start (API_KEY=none): any web page open in "
+                   "your browser can then use it. Default: a key generated once and kept in the state dir.")
 @click.option("--wait", "wait_s", type=float, default=300, show_default=True,
               help="Seconds to wait for the engine to be ready (0: do not wait).")
 @click.option("--json", "as_json", is_flag=True)
 def start(model: str, ctx: str | None, engine: str | None, engine_args: str | None, port: int | None,
-          models_dir: Path | None, engine_bin_dir: Path | None, wait_s: float, as_json: bool) -> None:
-    """Start the local pod's daemon; with --model it serves that model (else its last one)."""
+          models_dir: Path | None, engine_bin_dir: Path | None, no_api_key: bool, wait_s: float,
+          as_json: bool) -> None:
+    """Start the local pod's daemon; with --model it serves that model (else its last one).
+
+    Prints the base URL and the API key a chat client needs."""
     ctx_value = ctx_option(ctx)     # the agent's own rule: a positive number or auto
     ctx = None if ctx_value is None else str(ctx_value)
     provider = LocalProvider()
     spec = PodSpec(gpu="local", model=model, ctx=ctx, engine=engine, args=engine_args,
                    port=port or provider.daemon.settings().port)
     provider.start(spec, models_dir=str(models_dir.resolve()) if models_dir else None,
-                   engine_bin_dir=str(engine_bin_dir.resolve()) if engine_bin_dir else None, port=port)
+                   engine_bin_dir=str(engine_bin_dir.resolve()) if engine_bin_dir else None, port=port,
+                   api_key="none" if no_api_key else None)
     status = _wait_settled(provider, wait_s) if wait_s > 0 else provider.status()
     url = f"http://127.0.0.1:{status.get('port')}/v1"
+    key = _api_key(provider)
     failed = status.get("state") in ("failed", "paused")
     if as_json:
-        click.echo(json.dumps({"status": status, "base_url": url, "pid": provider.daemon.pid(),
+        click.echo(json.dumps({"status": status, "base_url": url, "api_key": key, "pid": provider.daemon.pid(),
                                "log": str(provider.daemon.log_file)}))
     else:
         click.echo(f"local pod started (pid {provider.daemon.pid()}, log {provider.daemon.log_file})")
@@ -70,6 +95,9 @@ def start(model: str, ctx: str | None, engine: str | None, engine_args: str | No
         click.echo(f"  engine    {status.get('state')}: "
                    f"{what or status.get('model') or 'no model yet'}{' (see error below)' if failed else ''}")
         click.echo(f"  base URL  {url}")
+        click.echo(f"  API key   {key_text(key)}")
+        for warning in status.get("warnings") or []:
+            click.echo(f"  warning   {warning}", err=True)
     if failed:
         error = status.get("last_error") or {}
         raise ProviderError(f"the local engine {status.get('state')}: {error.get('kind')}: {error.get('message')}",
@@ -92,16 +120,18 @@ def stop(as_json: bool) -> None:
 @local.command()
 @click.option("--json", "as_json", is_flag=True)
 def status(as_json: bool) -> None:
-    """The local pod's status (STOPPED when its daemon is not running)."""
+    """The local pod's status (STOPPED when its daemon is not running), its base URL and API key."""
     provider = LocalProvider()
     pod = provider.get_pod()
+    key = _api_key(provider) if pod.running else None
     if as_json:
-        click.echo(json.dumps({**pod.as_dict(), "base_url": provider.base_url(pod),
+        click.echo(json.dumps({**pod.as_dict(), "base_url": provider.base_url(pod), "api_key": key,
                                "socket": str(provider.daemon.socket), "log": str(provider.daemon.log_file)}))
         return
     click.echo(f"local pod: {pod.status} ({pod.detail})")
     if pod.running:
         click.echo(f"  base URL  {provider.base_url(pod)}")
+        click.echo(f"  API key   {key_text(key)}")
 
 
 COMMANDS = [local]

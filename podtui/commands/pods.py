@@ -19,7 +19,7 @@ import click
 
 from podtui.display import format_price, format_uptime
 from podtui.errors import UsageProblem
-from podtui.providers.base import SECRET_ENV_NAMES, Pod, PodSpec, Provider
+from podtui.providers.base import ENGINE_KEY_NAMES, SECRET_ENV_NAMES, Pod, PodSpec, Provider
 from podtui.providers.runpod import RunpodProvider
 from podtui.services.inputs import ctx_option, model_problem
 from podtui.services.pods import PodService
@@ -103,10 +103,15 @@ def _env_pairs(values: tuple[str, ...]) -> dict[str, str]:
         name, sep, text = value.partition("=")
         if not sep or not name or not name.replace("_", "").isalnum():
             raise UsageProblem(f"--env {value!r} is not NAME=VALUE", "write it as --env NAME=VALUE")
-        if name in SECRET_ENV_NAMES:   # a secret on the command line lands in ps and shell history
+        engine_key_opt_out = name in ENGINE_KEY_NAMES and text.strip().lower() == "none"   # no secret
+        if name in SECRET_ENV_NAMES and not engine_key_opt_out:
+            # a secret on the command line lands in ps and shell history
             raise UsageProblem(f"--env {name}=… would put a secret on the command line",
                                "export HF_TOKEN in your shell and pass --with-hf-token"
                                if "HF" in name or "HUGGING" in name else
+                               "let the pod's agent generate the engine's key (podtui shows it beside the "
+                               f"base URL), or pass --env {name}=none to run the engine without one"
+                               if name in ENGINE_KEY_NAMES else
                                f"do not pass {name} to a pod by hand")
         env[name] = text
     return env

@@ -16,11 +16,18 @@ from podtui.errors import PodtuiError
 
 DEFAULT_ENGINE_PORT = 5002  # the image's PORT default (seed 000)
 
+# The engine's API key (remote_agent/engine_key.py); "none" opts out and is no secret.
+ENGINE_KEY_NAMES = frozenset({"API_KEY", "LLAMA_API_KEY"})
 # Env names whose values are secrets: never printed, logged or repr'd.
-SECRET_ENV_NAMES = frozenset({"HF_TOKEN", "RUNPOD_API_KEY", "HUGGING_FACE_HUB_TOKEN", "PUBLIC_KEY_PASSPHRASE"})
+SECRET_ENV_NAMES = frozenset({"HF_TOKEN", "RUNPOD_API_KEY", "HUGGING_FACE_HUB_TOKEN", "PUBLIC_KEY_PASSPHRASE",
+                              *ENGINE_KEY_NAMES})
 
 ProgressCallback = Callable[[str, str], None]  # phase, human-readable detail
 UNREACHABLE = "UNREACHABLE"   # the status of a pod whose agent did not answer (SSH hosts, local)
+
+
+def _key_opt_out(name: str, value: str) -> bool:
+    return name in ENGINE_KEY_NAMES and value.strip().lower() == "none"
 
 
 class Reach(enum.Enum):
@@ -81,7 +88,8 @@ class Pod:
 
     def public_env(self) -> dict[str, str]:
         """The env with secret values replaced by a marker (for output)."""
-        return {k: ("<set, hidden>" if k in SECRET_ENV_NAMES else v) for k, v in self.env.items()}
+        return {k: ("<set, hidden>" if k in SECRET_ENV_NAMES and not _key_opt_out(k, v) else v)
+                for k, v in self.env.items()}
 
     def as_dict(self) -> dict:
         return {

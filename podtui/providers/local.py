@@ -73,11 +73,15 @@ class LocalProvider(Provider):
         return self.get_pod(ref)
 
     def start(self, spec: PodSpec | None = None, *, models_dir: str | None = None,
-              engine_bin_dir: str | None = None, port: int | None = None, timeout_s: float = 20.0) -> Pod:
+              engine_bin_dir: str | None = None, port: int | None = None, api_key: str | None = None,
+              timeout_s: float = 20.0) -> Pod:
         """Start the daemon (with MODEL etc. from spec, which it then serves); settings not given
-        are those of the last start."""
+        are those of the last start. api_key: the engine's key for this start only (API_KEY;
+        "none" for no key); by default the daemon's own, generated once in its state dir."""
         previous = self.daemon.settings()
         env = spec_env(spec) if spec is not None else {}
+        if api_key is not None:
+            env["API_KEY"] = api_key   # passed like HF_TOKEN: never saved in daemon.json
         # A new MODEL replaces the last start's seed; without one the daemon restores its last config.
         seed = {k: v for k, v in env.items() if k in SEED_NAMES} if env.get("MODEL") else previous.seed_env
         settings = LocalSettings(models_dir or previous.models_dir,

@@ -25,6 +25,10 @@ from podtui.agent.local_bridge import AGENT, LocalBridge
 from podtui.providers.base import DEFAULT_ENGINE_PORT, ProviderError
 
 SEED_NAMES = ("MODEL", "CTX", "ENGINE", "ARGS")
+# The daemon reads these as its engine's key (remote_agent/engine_key.py). In a shell they usually
+# belong to some other service, so the local daemon never inherits them (`--no-api-key` sets
+# API_KEY=none explicitly; ARGS may name a key of the user's own).
+NOT_INHERITED = (*SEED_NAMES, "PORT", "API_KEY", "LLAMA_API_KEY")
 SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes; keep a margin
 
 
@@ -106,7 +110,7 @@ class LocalDaemon:
                 "--models-dir", settings.models_dir]
         if settings.engine_bin_dir:
             args += ["--engine-bin-dir", settings.engine_bin_dir]
-        child_env = {k: v for k, v in os.environ.items() if k not in ("MODEL", "CTX", "ENGINE", "ARGS", "PORT")}
+        child_env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
         child_env.update(settings.seed_env)
         child_env.update(env)  # secrets (HF_TOKEN) pass through here and are never saved
         child_env["PORT"] = str(settings.port)

@@ -20,6 +20,7 @@ from podtui.agent.client import AgentClient
 from podtui.errors import PodtuiError
 from podtui.providers.base import Pod, PodSpec, Provider
 from podtui.services import hostkeys, sessions
+from podtui.services.engine_access import engine_api_key, key_text
 from podtui.services.follow import AgentLogFollower, IterableFollower, LineFollower
 from podtui.services.front import (GpuChoice, HostKeyCheck, ModelOnPod, PodListing, PodRow,
                                    ProgressCallback, TuiServices)
@@ -63,6 +64,7 @@ class ProviderServices(TuiServices):
     tunnel_ports: range = range(5002, 5012)
     _checks: dict[str, _PendingCheck] = field(default_factory=dict)
     _tunnels: dict[str, tuple[Tunnel, str]] = field(default_factory=dict)
+    _api_keys: dict[str, str] = field(default_factory=dict)   # row key → the engine's key, once asked
     _lock: threading.Lock = field(default_factory=threading.Lock)
     notes: list[str] = field(default_factory=list)      # shown in the footer, e.g. no Runpod key
     needs_runpod_key: bool = False                      # the app offers the first-run dialog
@@ -80,12 +82,13 @@ class ProviderServices(TuiServices):
         key = f"{provider.name}:{pod.id}"
         with self._lock:
             tunnel = self._tunnels.get(key)
+            api_key = self._api_keys.get(key, "") if pod.running else ""
         return PodRow(key=key, name=pod.name, provider=provider.name,
                       status=pod.status, gpu=pod.gpu, price_per_hour=pod.price_per_hr,
                       uptime_s=pod.uptime_s, model=pod.env.get("MODEL", ""),
                       ctx=int(ctx) if ctx.isdigit() else None,
                       engine_state=_engine_state(pod.detail),
-                      tunnel_url=tunnel[1] if tunnel else "",
+                      tunnel_url=tunnel[1] if tunnel else "", api_key=api_key,
                       idle_minutes=pod.idle_s / 60 if pod.idle_s is not None else None)
 
     # ---- pods ----------------------------------------------------------------------------------
@@ -229,18 +232,36 @@ class ProviderServices(TuiServices):
         return f"{pod.name}: the largest context that fits is {result.get('ctx')} tokens"
 
     # ---- tunnels -------------------------------------------------------------------------------
+    def _engine_key(self, key: str, service: PodService, pod_id: str) -> str:
+        """The engine's API key from the pod's agent, remembered for the row (enter shows it), as
+        the words shown beside the base URL. A failure to ask costs the tunnel nothing."""
+        try:
+            with sessions.agent_for(service.provider, pod_id, service.known_hosts, self.sessions) as (client, _):
+                api_key = engine_api_key(client)
+        except PodtuiError as exc:
+            activity.warning("cannot ask the agent of %s for the engine's API key: %s", pod_id, exc.title)
+            return f"API key unknown: {exc.title}"
+        with self._lock:
+            if api_key:
+                self._api_keys[key] = api_key
+            else:
+                self._api_keys.pop(key, None)
+        return f"API key {key_text(api_key)}"
+
     def toggle_tunnel(self, key: str) -> str:
         with self._lock:
             running = self._tunnels.pop(key, None)
         if running:
             running[0].stop()
+            with self._lock:
+                self._api_keys.pop(key, None)
             return f"tunnel {running[1]} closed"
         service, pod_id = self._split(key)
         connection, pod = sessions.tunnel_connection(service.provider, pod_id, service.known_hosts,
                                                      self.sessions)
         if connection is None:
             return (f"no tunnel needed: the local pod's engine is at "
-                    f"http://127.0.0.1:{pod.engine_port}/v1 already")
+                    f"http://127.0.0.1:{pod.engine_port}/v1 already; {self._engine_key(key, service, pod_id)}")
         busy = None
         for port in self.tunnel_ports:
             tunnel = Tunnel(connection, [ForwardSpec("127.0.0.1", port, "127.0.0.1",
@@ -258,11 +279,12 @@ class ProviderServices(TuiServices):
             url = f"http://127.0.0.1:{port}/v1"
             with self._lock:
                 self._tunnels[key] = (tunnel, url)
+            api_key = self._engine_key(key, service, pod_id)
             if not outcome.verified:
                 activity.warning(outcome.warning or f"{pod.name}: host key pinned without verification")
-                return (f"tunnel up: {url} → {pod.name}:{pod.engine_port} — host key UNVERIFIED (pinned "
-                        "without an out-of-band check): press v to compare it with the pod's log")
-            return f"tunnel up: {url} → {pod.name}:{pod.engine_port} (host key verified)"
+                return (f"tunnel up: {url} ({api_key}) → {pod.name}:{pod.engine_port} — host key UNVERIFIED "
+                        "(pinned without an out-of-band check): press v to compare it with the pod's log")
+            return f"tunnel up: {url} ({api_key}) → {pod.name}:{pod.engine_port} (host key verified)"
         raise busy or PodtuiError("no local port to forward from", "free a port from 5002")
 
     def close(self) -> None:

@@ -31,6 +31,7 @@ class PodRow:
     ctx: int | None = None
     engine_state: str = ""           # the agent's state: ready, starting, failed, …
     tunnel_url: str = ""             # local base URL while a tunnel is up
+    api_key: str = ""                # the engine's API key, once a tunnel (or `t` on the local pod) asked
     idle_minutes: float | None = None  # no requests for this long (None: unknown)
 
     @property

@@ -95,6 +95,10 @@ def test_status_from_the_real_daemon_through_sshd(sshd, client_key, podtui_env, 
         out = run_podtui(podtui_env, *base, "status", "--json")
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout)["state"] in ("stopped", "starting", "ready", "failed", "paused")
+        key = (tmp_path / "state" / "engine-api-key").read_text().strip()
+        human = run_podtui(podtui_env, *base, "status")
+        assert "api_key         required" in human.stdout
+        assert key not in out.stdout + human.stdout   # status never carries the engine's key
         out = run_podtui(podtui_env, *base, "models", "--json")
         assert out.returncode == 0, out.stderr
         assert isinstance(json.loads(out.stdout), list)

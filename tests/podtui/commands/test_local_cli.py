@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -40,13 +41,22 @@ def test_local_pod_start_list_chat_agent_stop(local_env, llama_bin, tiny_model, 
     assert local["id"] == "local" and local["status"] == "STOPPED" and "podtui local start" in local["detail"]
 
     port = free_port()
-    out = run_podtui(local_env, "local", "start", "--model", str(tiny_model), "--ctx", "512", "--port", str(port),
+    # API_KEY in a shell usually belongs to another service: the local daemon must not take it
+    shell = {**local_env, "API_KEY": "some-other-services-key", "LLAMA_API_KEY": "another-one"}
+    out = run_podtui(shell, "local", "start", "--model", str(tiny_model), "--ctx", "512", "--port", str(port),
                      "--engine-bin-dir", str(llama_bin), "--models-dir", str(tmp_path / "models"), "--json",
                      timeout=120)
     assert out.returncode == 0, out.stderr
     started = json.loads(out.stdout)
     assert started["status"]["state"] == "ready" and started["base_url"] == f"http://127.0.0.1:{port}/v1"
-    assert chat_completion(f"http://127.0.0.1:{port}")["choices"][0]["message"]["content"] is not None
+    key = started["api_key"]
+    assert key and key not in ("some-other-services-key", "another-one") and key not in json.dumps(started["status"])
+    with pytest.raises(urllib.error.HTTPError, match="401"):   # what any web page would get
+        chat_completion(f"http://127.0.0.1:{port}")
+    assert chat_completion(f"http://127.0.0.1:{port}", api_key=key)["choices"][0]["message"]["content"] is not None
+    shown = run_podtui(local_env, "local", "status")
+    assert f"  base URL  http://127.0.0.1:{port}/v1\n  API key   {key}\n" in shown.stdout
+    assert json.loads(run_podtui(local_env, "local", "status", "--json").stdout)["api_key"] == key
 
     listed = json.loads(run_podtui(local_env, "pods", "--json").stdout)
     (local,) = [p for p in listed["pods"] if p["provider"] == "local"]
@@ -86,7 +96,19 @@ def test_local_pod_start_list_chat_agent_stop(local_env, llama_bin, tiny_model, 
         import time
         time.sleep(0.2)
     assert deadline_ok, status
-    assert chat_completion(f"http://127.0.0.1:{port}")["choices"][0]["message"]["content"] is not None
+    assert status["api_key"] == key   # the key outlives the daemon: it is kept in the state dir
+    assert chat_completion(f"http://127.0.0.1:{port}", api_key=key)["choices"][0]["message"]["content"] is not None
+
+
+def test_no_api_key_runs_the_local_engine_keyless_and_warns(local_env, llama_bin, tiny_model, tmp_path):
+    port = free_port()
+    out = run_podtui(local_env, "local", "start", "--model", str(tiny_model), "--ctx", "512", "--port", str(port),
+                     "--engine-bin-dir", str(llama_bin), "--models-dir", str(tmp_path / "models"), "--no-api-key",
+                     timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "API key   none" in out.stdout and "WITHOUT an API key (API_KEY=none)" in out.stderr
+    assert chat_completion(f"http://127.0.0.1:{port}")["choices"]
+    assert json.loads(run_podtui(local_env, "local", "status", "--json").stdout)["api_key"] is None
 
 
 def test_a_bad_model_fails_clearly_and_the_agent_stays_reachable(local_env, llama_bin, tmp_path):

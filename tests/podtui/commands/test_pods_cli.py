@@ -73,6 +73,18 @@ def test_a_secret_given_with_env_is_refused_before_anything_is_created(runpod_en
     assert "hf_on_the_command_line" not in out.stderr and not runpod_double.pods
 
 
+def test_an_engine_key_given_with_env_is_refused_but_its_opt_out_passes(runpod_env, runpod_double):
+    out = run_podtui(runpod_env, "launch", "--gpu", "NVIDIA A40", "--env", "API_KEY=key_on_the_command_line")
+    assert out.returncode == 2 and "secret on the command line" in out.stderr and "API_KEY=none" in out.stderr
+    assert "key_on_the_command_line" not in out.stderr and not runpod_double.pods
+    runpod_double.public_ssh = False
+    out = run_podtui(runpod_env, "launch", "--gpu", "NVIDIA A40", "--env", "API_KEY=none", "--wait-timeout", "0.5")
+    assert "secret on the command line" not in out.stderr
+    assert runpod_double.pods[next(iter(runpod_double.pods))]["env"]["API_KEY"] == "none"
+    listed = json.loads(run_podtui(runpod_env, "pods", "--json").stdout)
+    assert listed["pods"][0]["env"]["API_KEY"] == "none"   # the opt-out is no secret to hide
+
+
 @pytest.mark.parametrize("model, said", [("org/../x", "'..'"), ("org/repo:", "quant")])
 def test_a_model_the_agent_would_refuse_is_refused_before_a_pod_is_billed(runpod_env, runpod_double, model, said):
     out = run_podtui(runpod_env, "launch", "--gpu", "NVIDIA A40", "--model", model)

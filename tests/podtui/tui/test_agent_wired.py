@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import urllib.error
 import urllib.request
 
 import pytest
@@ -111,7 +112,7 @@ async def test_swap_serves_the_new_model_then_a_bad_one_rolls_back(wired, tiny_m
         assert app.errors_shown == []
 
 
-async def test_logs_stream_from_the_agent_and_a_tunnel_carries_a_chat_completion(wired):
+async def test_logs_stream_from_the_agent_and_a_tunnel_carries_a_chat_completion(wired, daemon):
     services, pod = wired
     app = build_app(services, refresh_seconds=60)
     async with app.run_test(size=(160, 48)) as pilot:
@@ -125,16 +126,25 @@ async def test_logs_stream_from_the_agent_and_a_tunnel_carries_a_chat_completion
         await pilot.press("escape")
 
         await pilot.press("t")
-        await wait_for(pilot, lambda: services._tunnels)
+        await wait_for(pilot, lambda: services._tunnels and services._api_keys)
         url = next(iter(services._tunnels.values()))[1]
+        key = next(iter(services._api_keys.values()))
+        assert key == daemon.api_key()
         await main_ready(pilot)
         body = json.dumps({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}).encode()
         request = urllib.request.Request(f"{url}/chat/completions", data=body,
                                          headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError, match="401"):   # a web page without the key
+            urllib.request.urlopen(request, timeout=30)
+        request.add_header("Authorization", f"Bearer {key}")
         with urllib.request.urlopen(request, timeout=30) as reply:
             assert json.load(reply)["choices"]
         app.screen.refresh_pods()
         await wait_for(pilot, lambda: url in str(app.screen.query_one(PodTable).get_row_at(0)[9]))
+        await pilot.press("enter")      # the details show the key beside the tunnel's URL
+        details = str(app.screen.query_one("#details-text").render())
+        assert f"tunnel_url       {url}" in details and f"api_key          {key}" in details
+        await pilot.press("escape")
         await pilot.press("t")
         await wait_for(pilot, lambda: not services._tunnels)
 

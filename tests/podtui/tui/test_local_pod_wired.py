@@ -4,6 +4,7 @@ its model through the local bridge, follows its agent log, and stops it."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -76,6 +77,16 @@ async def test_local_pod_listed_swapped_logged_and_stopped(local_pod, tiny_model
         await wait_for(pilot, lambda: isinstance(app.screen, LogsScreen))
         view = app.screen.log_view
         await wait_for(pilot, lambda: view.buffer.total > 0)
+        await pilot.press("escape")
+
+        await pilot.press("t")          # no tunnel for this machine: its URL and API key instead
+        key = json.loads(podtui("local", "status", "--json").stdout)["api_key"]
+        await wait_for(pilot, lambda: any("no tunnel needed" in n.message for n in app._notifications))
+        said = next(n.message for n in app._notifications if "no tunnel needed" in n.message)
+        assert f"/v1 already; API key {key}" in said
+        await wait_for(pilot, lambda: local_row(app).api_key == key)
+        await pilot.press("enter")
+        assert f"api_key          {key}" in str(app.screen.query_one("#details-text").render())
         await pilot.press("escape")
 
         await pilot.press("s")

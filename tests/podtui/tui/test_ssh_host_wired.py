@@ -80,10 +80,12 @@ async def test_added_host_is_listed_swapped_and_logged(host, tiny_model_b):
 
         await pilot.press("t")          # a tunnel to the host's engine, key checked first
         services = app.services
-        await wait_for(pilot, lambda: services._tunnels)
+        await wait_for(pilot, lambda: services._tunnels and services._api_keys)
         url = next(iter(services._tunnels.values()))[1]
+        assert services._api_keys[box_row(app).key] == host.api_key()   # what `t` asked the agent
         request = urllib.request.Request(
-            f"{url}/chat/completions", headers={"Content-Type": "application/json"},
+            f"{url}/chat/completions",
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {host.api_key()}"},
             data=json.dumps({"messages": [{"role": "user", "content": "Hi"}],
                              "max_tokens": 4}).encode())
         with urllib.request.urlopen(request, timeout=30) as reply:
