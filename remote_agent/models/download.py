@@ -7,20 +7,22 @@ the endpoint in HF_ENDPOINT, read at call time so a test double or a mirror can 
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 from pathlib import Path
 from typing import Callable
 
-from remote_agent.models import select, store
+from remote_agent.models import disk, select, store
 from remote_agent.models.errors import ModelError
 from remote_agent.models.local import resolve_local
 from remote_agent.models.refs import HubRef, check_repo_path
-from remote_agent.models.transfer import Cancelled, RemoteFile, download_file, partial_bytes
+from remote_agent.models.transfer import Cancelled, RemoteFile, download_file
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 # Leave this much free after a download: a full volume breaks logs, state files and the engine.
 DEFAULT_KEEP_FREE_BYTES = 256 * 1024 * 1024
+# The hub's own wording for the permission a fine-grained token needs for gated repos.
+FINE_GRAINED = ('A fine-grained token also needs "Read access to contents of all public gated repos you can '
+                'access" ticked in its permissions.')
 
 
 def fetch(ref: HubRef, models_dir: Path, *, token: str | None = None,
@@ -53,9 +55,15 @@ def fetch(ref: HubRef, models_dir: Path, *, token: str | None = None,
             raise
         store.ensure_layout(models_dir)
         missing = [r for r in remotes if not _already_there(r, models_dir)]
-        _check_disk(missing, models_dir, keep_free_bytes)
-        for remote in missing:
-            download_file(remote, models_dir, endpoint=endpoint, token=token, on_progress=on_progress, cancel=cancel)
+        disk.check_room(missing, models_dir, keep_free_bytes)
+        for i, remote in enumerate(missing):
+            try:
+                download_file(remote, models_dir, endpoint=endpoint, token=token, on_progress=on_progress,
+                              cancel=cancel)
+            except OSError as e:
+                if not disk.is_no_room(e):
+                    raise
+                raise disk.filled_up(e, remote, missing[i:], models_dir) from None
         return store.hub_file_path(models_dir, remotes[0].repo_id, remotes[0].path)
     except ModelError as e:
         raise ModelError(e.code, _scrub(str(e), secret)) from None
@@ -96,7 +104,8 @@ def _pick_from_listing(ref: HubRef, endpoint: str, token: str | None) -> list[st
             raise ModelError("not_found", f"split model {chosen[0]} in {ref.repo_id} lacks {', '.join(missing)} on "
                                           "the hub; pick another quant or file.")
         return chosen
-    ggufs = [p for p in paths if select.is_gguf_name(p)]
+    # Projectors (mmproj-*-F16.gguf) are never picked, so their quants are not offered either.
+    ggufs = [p for p in paths if select.is_gguf_name(p) and not select.is_projector(p)]
     where = f"{ref.repo_id}/{ref.path}" if ref.path else ref.repo_id
     if ref.quant and ggufs:
         quants = sorted({q for q in (store.quant_of(p) for p in ggufs) if q})
@@ -125,18 +134,6 @@ def _already_there(remote: RemoteFile, models_dir: Path) -> bool:
     return final.is_file() and remote.size is not None and final.stat().st_size == remote.size
 
 
-def _check_disk(missing: list[RemoteFile], models_dir: Path, keep_free_bytes: int) -> None:
-    needed = sum(max((r.size or 0) - partial_bytes(models_dir, r), 0) for r in missing)
-    if not needed:
-        return
-    free = shutil.disk_usage(models_dir).free
-    if needed + keep_free_bytes > free:
-        raise ModelError("disk_full", f"not enough disk in {models_dir}: the download needs {_gib(needed)} "
-                                      f"({needed} bytes) and {_gib(keep_free_bytes)} must stay free, but only "
-                                      f"{_gib(free)} ({free} bytes) is free. Delete models (models.delete), pick "
-                                      "a smaller quant, or give the pod a bigger volume.")
-
-
 def _local_copy(ref: HubRef, models_dir: Path) -> Path | None:
     """The copy of `ref` already in MODEL_DIR, when it is complete."""
     try:
@@ -163,16 +160,18 @@ def _map_error(e: Exception, ref: HubRef, endpoint: str, token: str | None, mode
             "resumes them.") if models_dir is not None else ""
     if isinstance(e, ModelError):
         return e
+    if disk.is_no_room(e) and models_dir is not None:
+        return disk.no_room(e, models_dir)
     if isinstance(e, OfflineModeIsEnabled):
         return ModelError("offline", f"HF_HUB_OFFLINE is set, so {ref.describe()} cannot be downloaded. Unset it or "
                                      "use a model already in MODEL_DIR.")
     if isinstance(e, GatedRepoError):
         if token:
             msg = (f"{ref.repo_id} is gated and the HF_TOKEN given has no access to it: accept the license on the "
-                   f"model page {page} with the account that owns the token, then retry.")
+                   f"model page {page} with the account that owns the token, then retry. {FINE_GRAINED}")
         else:
             msg = (f"{ref.repo_id} is gated: it needs HF_TOKEN (a read token from huggingface.co/settings/tokens) "
-                   f"and its license accepted on the model page {page}.")
+                   f"and its license accepted on the model page {page}. {FINE_GRAINED}")
         return ModelError("needs_token", _scrub(msg, secret))
     if isinstance(e, RevisionNotFoundError):
         return ModelError("not_found", f"revision {ref.revision!r} does not exist in {ref.repo_id}.")
@@ -185,7 +184,7 @@ def _map_error(e: Exception, ref: HubRef, endpoint: str, token: str | None, mode
     status = getattr(getattr(e, "response", None), "status_code", None)
     if isinstance(e, HfHubHTTPError) and status in (401, 403):
         return ModelError("needs_token", f"Hugging Face refused access to {ref.repo_id} (HTTP {status}): it needs "
-                                         f"HF_TOKEN / accept the license on the model page {page}.")
+                                         f"HF_TOKEN / accept the license on the model page {page}. {FINE_GRAINED}")
     reason = _scrub(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__, secret)
     if status is not None:
         return ModelError("network", f"Hugging Face ({endpoint}) answered HTTP {status} for {ref.describe()}: "
@@ -208,6 +207,3 @@ def _offline() -> bool:
 def _scrub(text: str, secret: str | None) -> str:
     return text.replace(secret, "***") if secret else text
 
-
-def _gib(n: int) -> str:
-    return f"{n / 2**30:.2f} GiB"

@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable
 from urllib.parse import urlsplit
 
 from remote_agent.fit import gguf_meta
@@ -71,7 +71,7 @@ def download_file(remote: RemoteFile, models_dir: Path, *, endpoint: str, token:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second request for the same file waits, then resumes/reuses
         if final.exists() and remote.size is not None and final.stat().st_size == remote.size:
             return final
-        with open(part, "ab") as out:
+        with open_partial(part) as out:
             resume = out.tell()
             if remote.size is not None and resume > remote.size:
                 out.truncate(0)
@@ -86,6 +86,13 @@ def download_file(remote: RemoteFile, models_dir: Path, *, endpoint: str, token:
     part.with_name(part.name + ".lock").unlink(missing_ok=True)
     store.prune_empty_dirs(part.parent, store.agent_dir(models_dir))
     return final
+
+
+def open_partial(part: Path) -> BinaryIO:
+    """The partial file, opened to append. Buffered on purpose: a short write (a full disk or quota
+    writes what fits) then raises ENOSPC/EDQUOT instead of being ignored by http_get, and the bytes
+    that did fit stay a clean prefix of the file, so the next request resumes after them."""
+    return open(part, "ab")
 
 
 def _verify(part: Path, remote: RemoteFile, on_progress, cancel) -> None:

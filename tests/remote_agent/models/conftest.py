@@ -3,6 +3,11 @@ real tiny GGUF files, reached by the real huggingface_hub client through HF_ENDP
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from remote_agent.models import store
@@ -40,3 +45,34 @@ def models_dir(tmp_path):
     d = tmp_path / "models"
     d.mkdir()
     return d
+
+
+def body_gets(hub, fragment: str = "/cdn/") -> list:
+    """The requests that fetched file bytes (GETs of the CDN blobs)."""
+    return [r for r in hub.requests if r.method == "GET" and fragment in r.path]
+
+
+@pytest.fixture
+def small_volume(tmp_path):
+    """`small_volume("2m")` mounts a real tmpfs of that size and returns its mount point; it is
+    unmounted after the test. Skips when this machine does not let the test mount one."""
+    mounted: list[Path] = []
+
+    def mount(size: str) -> Path:
+        target = tmp_path / f"volume-{len(mounted)}"
+        target.mkdir()
+        if os.geteuid() != 0 or shutil.which("mount") is None:
+            pytest.skip("a real full disk needs a small tmpfs, and mounting one needs root and mount(8); "
+                        "not available here")
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(target)],
+                              capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            pytest.skip(f"mounting a {size} tmpfs was not permitted here ({done.stderr.strip()}); the real "
+                        "full-disk tests need one")
+        mounted.append(target)
+        return target
+
+    yield mount
+    for target in reversed(mounted):
+        if subprocess.run(["umount", str(target)], capture_output=True, check=False).returncode != 0:
+            subprocess.run(["umount", "-l", str(target)], capture_output=True, check=False)

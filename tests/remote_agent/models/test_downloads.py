@@ -14,13 +14,10 @@ from pathlib import Path
 import pytest
 
 from remote_agent.models import ModelError, resolve_model, store
-from tests.remote_agent.models.conftest import GRANTED_TOKEN
+from tests.remote_agent.models.conftest import GRANTED_TOKEN, body_gets
 
 REPO = "org/tiny-GGUF"
-
-
-def body_gets(hub, fragment: str = "/cdn/") -> list:
-    return [r for r in hub.requests if r.method == "GET" and fragment in r.path]
+FINE_GRAINED = "Read access to contents of all public gated repos you can access"
 
 
 def test_single_file_url_with_progress(hub, models_dir, tiny_model):
@@ -53,11 +50,16 @@ def test_quant_filter_is_case_insensitive_and_fetches_only_that_file(hub, models
     assert [e["name"] for e in store.list_models(models_dir)] == [f"{REPO}/tiny.Q8_0.gguf"]
 
 
-def test_unknown_quant_lists_the_ones_there(hub, models_dir):
+def test_unknown_quant_lists_the_ones_there_but_no_projector(hub, models_dir):
     with pytest.raises(ModelError) as e:
         resolve_model(f"{REPO}:Q5_K_M", models_dir)
     assert e.value.code == "not_found"
-    assert "Q5_K_M" in str(e.value) and "Q4_K_M" in str(e.value) and "Q8_0" in str(e.value)
+    # The repo also has mmproj-tiny-F16.gguf, a projector that is never picked: F16 is not offered.
+    assert "matches quant Q5_K_M; it has Q4_K_M, Q6_K, Q8_0. Use one of those." in str(e.value)
+    with pytest.raises(ModelError) as e:
+        resolve_model(f"hf.co/{REPO}:F16", models_dir)
+    assert e.value.code == "not_found" and "it has Q4_K_M, Q6_K, Q8_0." in str(e.value)
+    assert body_gets(hub) == []
 
 
 def test_repo_picks_first_gguf_in_order_skipping_projectors(hub, models_dir):
@@ -190,10 +192,12 @@ def test_gated_repo_needs_token_and_token_is_never_shown(hub, models_dir, tiny_m
     assert no_token.value.code == "needs_token"
     assert "HF_TOKEN" in str(no_token.value) and "license" in str(no_token.value)
     assert "https://huggingface.co/org/gated-GGUF" in str(no_token.value)
+    assert FINE_GRAINED in str(no_token.value)  # the hub's wording for the fine-grained permission
     wrong = "hf_wrongTOKEN000000000000000000000"
     with pytest.raises(ModelError) as bad_token:
         resolve_model(ref, models_dir, token=wrong)
     assert bad_token.value.code == "needs_token" and "accept the license" in str(bad_token.value)
+    assert FINE_GRAINED in str(bad_token.value)
     path = resolve_model(ref, models_dir, token=GRANTED_TOKEN)
     assert path.read_bytes() == tiny_model.read_bytes()
     # The token went to the hub, not to the CDN the file redirects to.
@@ -282,9 +286,9 @@ def test_missing_file_and_repo_are_not_found(hub, models_dir):
 
 
 def test_disk_full_precheck_names_the_numbers(hub, models_dir, tiny_model):
-    """Simulated, honestly: no small filesystem can be mounted here, so the reserve that must stay
-    free is raised to the volume's real free space; the real free-space reading and the needed
-    bytes (from the hub's sizes) are what the check compares."""
+    """The reserve that must stay free is raised to the volume's real free space, so this runs
+    wherever the tests run; test_disk_full.py does it on a real 2 MiB filesystem when one can be
+    mounted."""
     free = shutil.disk_usage(models_dir).free
     with pytest.raises(ModelError) as e:
         resolve_model(f"{REPO}/tiny.Q4_K_M.gguf", models_dir, keep_free_bytes=free)
