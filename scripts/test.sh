@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's test command: from a fresh clone to a green suite. Installs the system packages,
-# builds (or reuses) the CPU llama-server, makes the tiny models, installs podtui with its test
+# builds (or reuses) the CPU llama-server and koboldcpp, makes the tiny models, installs podtui with its test
 # dependencies into .venv, then runs pytest. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,7 @@ if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 .venv/bin/python -m pip install --quiet --upgrade pip 2>/dev/null || true
 .venv/bin/python -m pip install --quiet -e '.[test]'
 PYTHON=.venv/bin/python scripts/build-llama-server.sh >/dev/null
+PYTHON=.venv/bin/python scripts/build-koboldcpp.sh >/dev/null   # after it: one build at a time
 .venv/bin/python -m tests.testbed.models >/dev/null
 # Where PYTHONDONTWRITEBYTECODE is set (it is on the CI machines), every podtui and remote-agent
 # the suite starts would recompile the repo's modules (~0.1 s each, hundreds of starts): compile

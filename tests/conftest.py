@@ -9,6 +9,7 @@ import pytest
 
 from tests.testbed import cache, models
 from tests.testbed.fit_standin import FIT_LARGE, FIT_SMALL, fit_model
+from tests.testbed.koboldcpp import KoboldcppNotBuilt, koboldcpp_binary
 from tests.testbed.llama import LlamaServer
 from tests.testbed.sshd import SshServer, generate_key
 
@@ -23,6 +24,15 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 def llama_bin() -> Path:
     """Directory with the CPU llama-server, ggml-rpc-server and llama-fit-params."""
     return cache.llama_bin_dir()
+
+
+@pytest.fixture(scope="session")
+def koboldcpp_bin() -> Path:
+    """The CPU koboldcpp's `koboldcpp` wrapper; skips when scripts/build-koboldcpp.sh has not run."""
+    try:
+        return koboldcpp_binary()
+    except KoboldcppNotBuilt as e:
+        pytest.skip(str(e))
 
 
 @pytest.fixture(scope="session")
