@@ -16,6 +16,7 @@ from podtui.ssh.forwards import ForwardSpec, parse_forward
 from podtui.ssh.tunnel import Tunnel
 
 DEFAULT_FORWARD = "5002"  # local 5002 → the engine port 5002 on the pod's loopback
+AGENT_HELLO_S = 5.0       # how long to wait for the pod's agent to tell the engine's API key
 
 
 def _say(message: str) -> None:
@@ -109,6 +110,7 @@ def _report_up(tunnel: Tunnel, ports: list[int], outcome, identity: Path | None,
     mapped = [spec.openssh(port) for spec, port in zip(tunnel.forwards, ports)]
     base_url = f"{tunnel.forwards[0].local_url(ports[0])}/v1"   # loopback for an all-interfaces bind
     command = openssh_command(target, mapped, identity)
+    api_key, key_note = _engine_key(tunnel)
     if as_json:
         click.echo(json.dumps({
             "state": "up",
@@ -118,6 +120,8 @@ def _report_up(tunnel: Tunnel, ports: list[int], outcome, identity: Path | None,
             "forwards": [{"local": spec.local_address(port), "remote": spec.remote_address}
                          for spec, port in zip(tunnel.forwards, ports)],
             "base_url": base_url,
+            "api_key": api_key,
+            "api_key_note": key_note,
             "known_hosts": str(paths.known_hosts_file()),
             "known_hosts_alias": target.alias,
             "openssh_command": command,
@@ -131,11 +135,31 @@ def _report_up(tunnel: Tunnel, ports: list[int], outcome, identity: Path | None,
     for spec, port in zip(tunnel.forwards, ports):
         click.echo(f"  forward   {spec.local_address(port)} -> {spec.remote_address} on the server")
     click.echo(f"  base URL  {base_url}")
+    click.echo(f"  API key   {api_key if api_key else key_note}")
     click.echo(f"  OpenSSH   {command}")
     click.echo("            (OpenSSH stalls ~44 ms per new connection with -N; `-tt … 'sleep infinity'` "
                "instead of -N avoids it)")
     click.echo("Ctrl-C to stop.")
     sys.stdout.flush()
+
+
+def _engine_key(tunnel: Tunnel) -> tuple[str | None, str]:
+    """The engine's API key as the pod's agent tells it over the tunnel's own verified
+    connection, and a note: (key, "") or (None, why there is none). Any failure only costs the
+    key: a plain SSH host may run no podtui agent."""
+    from podtui.agent.client import AgentClient
+    from podtui.errors import PodtuiError
+    from podtui.services.engine_access import engine_api_key, key_text
+
+    client = AgentClient(tunnel.connection, hello_timeout=AGENT_HELLO_S)
+    try:
+        client.open()
+        key = engine_api_key(client)
+        return key, "" if key else key_text(None)
+    except PodtuiError as exc:
+        return None, f"unknown: no podtui agent answered ({exc.title})"
+    finally:
+        client.close()
 
 
 COMMANDS = [tunnel]

@@ -51,6 +51,8 @@ def test_right_key_gives_a_chat_completion_and_prints_what_it_promised(
     assert info["host_key"] == {"type": "ssh-ed25519", "fingerprint": sshd.host_fingerprint,
                                 "verified": True, "newly_pinned": True}
     assert info["base_url"] == f"http://127.0.0.1:{tunnel.local_port}/v1"
+    # This sshd runs no podtui agent: the key is unknown, and the note says why.
+    assert info["api_key"] is None and info["api_key_note"].startswith("unknown: no podtui agent answered")
     assert "StrictHostKeyChecking=yes" in info["openssh_command"]
     assert f"UserKnownHostsFile={info['known_hosts']}" in info["openssh_command"]
     assert tunnel.interrupt() == 0  # Ctrl-C is a clean exit
