@@ -10,7 +10,6 @@ sent); the printed one from the pod's log read through the provider's API — ou
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,7 +33,6 @@ from podtui.ssh.tunnel import LocalPortBusy, Tunnel
 activity = logging.getLogger("podtui.tui")  # the TUI's activity log (L)
 
 HOST_KEY_LOG_WAIT_S = 20.0
-_HF_FILE = re.compile(r"^(?P<repo>[^/:\s]+/[^/:\s]+)/(?P<file>.+\.gguf)$", re.IGNORECASE)
 
 
 def _engine_state(detail: str) -> str:
@@ -138,11 +136,15 @@ class ProviderServices(TuiServices):
     def preflight_fit(self, model: str, gpu_name: str) -> str:
         from podtui.services.preflight import hf_resolve_url, preflight
 
-        match = _HF_FILE.match(model.strip())
-        if model.startswith("https://") and "/resolve/" in model:
-            url = model
-        elif match:
-            url = hf_resolve_url(match["repo"], match["file"])
+        from remote_agent.models.errors import ModelError
+        from remote_agent.models.refs import HubRef, parse_model_ref
+
+        try:   # the pod's own MODEL parser: every form it accepts names the same file here
+            ref = parse_model_ref(model.strip())
+        except ModelError as exc:
+            raise PodtuiError(f"MODEL {model!r}: {exc}", "fix MODEL as the message says") from None
+        if isinstance(ref, HubRef) and ref.is_file:
+            url = hf_resolve_url(ref.repo_id, ref.path, ref.revision)
         else:
             raise PodtuiError("the pre-flight fit reads one GGUF file's header",
                               "name the file (org/repo/file.gguf or a …/resolve/… URL) to see it")
