@@ -171,7 +171,7 @@ def test_bad_forward_and_bad_fingerprint_are_usage_errors(podtui_env):
 
 
 def stream_tokens(base_url: str, started: threading.Event, result: dict) -> None:
-    body = json.dumps({"messages": [{"role": "user", "content": "Count"}], "max_tokens": 400,
+    body = json.dumps({"messages": [{"role": "user", "content": "Count"}], "max_tokens": 1500,
                        "stream": True, "temperature": 0}).encode()
     req = urllib.request.Request(f"{base_url}/v1/chat/completions", data=body,
                                  headers={"Content-Type": "application/json"})

@@ -37,7 +37,18 @@ def test_kv_cache_oom(llama_bin, tiny_model_b):
 
 @pytest.mark.timeout(120)
 def test_weights_that_cannot_be_mapped(llama_bin, tiny_model_b):
-    oom = find_oom(failing_log(llama_bin, tiny_model_b, 4096, 150 * MiB).splitlines())
+    # Where an address-space limit bites first is a narrow band: around 150 MiB the weights'
+    # mmap fails ("error loading model: mmap failed"), a little lower or higher the dynamic loader
+    # or a thread stack fails first (SIGABRT, no model line), and the band moves with the machine
+    # (seen failing once in a full CI run). Take the first limit whose real log reached the
+    # model loader, and check that one is classified as the weights.
+    for limit_mib in (150, 140, 130, 120, 160, 200):
+        lines = failing_log(llama_bin, tiny_model_b, 4096, limit_mib * MiB).splitlines()
+        if any("error loading model" in line for line in lines):
+            break
+    else:
+        pytest.skip("no address-space limit tried made the weights fail to load on this machine")
+    oom = find_oom(lines)
     assert oom is not None and oom.buffer == "weights" and oom.failed_bytes is None
 
 
