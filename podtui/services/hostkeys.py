@@ -37,7 +37,7 @@ def pin_if_presented(target: SshTarget, known_hosts: KnownHosts, expected: str, 
     connection = build_connection(target, known_hosts, ConnectOptions(connect_timeout=connect_timeout_s))
     presented = [connection.probe_host_key()]
     if presented[0].fingerprint != expected:
-        presented = connection.host_keys()
+        presented = connection.host_keys(first=presented[0])
     match = next((key for key in presented if key.fingerprint == expected), None)
     if match is None:
         shown = ", ".join(f"{key.key_type} {key.fingerprint}" for key in presented)

@@ -127,10 +127,11 @@ class SshConnection:
         transport.close()
         return presented
 
-    def host_keys(self) -> list[HostKey]:
+    def host_keys(self, first: HostKey | None = None) -> list[HostKey]:
         """Every host key the server holds, one per kind (ed25519, ECDSA, RSA), by one key exchange
-        per kind, like `ssh-keyscan`. Raises CannotConnect when TCP or the first handshake fails."""
-        keys = [self.probe_host_key()]
+        per kind, like `ssh-keyscan`; `first`, a key already probed, is not asked for again.
+        Raises CannotConnect when TCP or the first handshake fails."""
+        keys = [first or self.probe_host_key()]
         for kind in HOST_KEY_KINDS:
             if any(keys[0].key_type == _blob_type(algorithm) for algorithm in kind):
                 continue

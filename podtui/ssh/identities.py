@@ -15,6 +15,8 @@ password (from cryptography's loader), ValueError for a wrong one; both are hand
 
 from __future__ import annotations
 
+import base64
+import binascii
 import getpass
 import os
 import sys
@@ -87,9 +89,6 @@ def _agent_label(key: paramiko.PKey) -> str:
 
 def _public_blob(path: Path) -> bytes | None:
     """The public key blob in PATH.pub (`TYPE BASE64 [comment]`), None when missing or unreadable."""
-    import base64
-    import binascii
-
     try:
         fields = Path(f"{path}.pub").read_text().split()
         return base64.b64decode(fields[1], validate=True) if len(fields) >= 2 else None
