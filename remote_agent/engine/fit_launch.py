@@ -72,13 +72,18 @@ async def fit_and_launch(config: EngineConfig, fitter: AgentFitter | None,
     if fitter is None:
         raise EngineFailure(FIT_ERROR, "ctx auto is not available in this agent; pass a number as ctx")
     target = target_of(config)
+    adapter = adapter_for(config.engine)
+    # What the installed engine accepts (koboldcpp: its --contextsize range, --quantkv, --useswa):
+    # the search never proposes what it would refuse.
+    limits = await asyncio.to_thread(adapter.fit_limits, config, fitter.settings.bin_dir, request.cache_type)
+    caps = [cap for cap in (request.ctx_cap, limits.ctx_max) if cap]
+    ctx_cap = min(caps) if caps else None
     try:
-        cfg = run_config(target, cache_type=request.cache_type, on_cpu=fitter.on_cpu)
+        cfg = run_config(target, cache_type=limits.cache_type, on_cpu=fitter.on_cpu, swa_full=limits.swa_full)
         budget = await asyncio.to_thread(fitter.budget, request.budget_bytes)
     except (BudgetError, EstimateError) as exc:
         raise EngineFailure(FIT_ERROR, f"{exc}; or pass a number as ctx") from None
-    adapter = adapter_for(config.engine)
-    base = replace(config, fit=None, ctx=None, gpu_layers=FULL_OFFLOAD, fit_args=tuple(adapter.fit_flags(cfg)))
+    base = replace(config, fit=None, ctx=None, gpu_layers=FULL_OFFLOAD, fit_args=(*adapter.fit_flags(cfg), *limits.flags))
     loop = asyncio.get_running_loop()
     emit = engine.emit
 
@@ -91,7 +96,7 @@ async def fit_and_launch(config: EngineConfig, fitter: AgentFitter | None,
         return attempt.result()
 
     try:
-        result = await asyncio.to_thread(fitter.search, target, cfg, ctx_cap=request.ctx_cap, fresh=request.fresh,
+        result = await asyncio.to_thread(fitter.search, target, cfg, ctx_cap=ctx_cap, fresh=request.fresh,
                                          budget=budget, try_ctx=try_ctx, on_progress=progress)
     except FitFailed as exc:
         await engine.stop()

@@ -46,13 +46,19 @@ class FitTarget:
     ubatch_size: int | None = None
 
 
-def run_config(target: FitTarget, *, cache_type: str | None = None, on_cpu: bool = False) -> RunConfig:
-    """The memory settings the engine will run with: the environment, then ARGS, then the request."""
+def run_config(target: FitTarget, *, cache_type: str | None = None, on_cpu: bool = False,
+               swa_full: bool = False) -> RunConfig:
+    """The memory settings the engine will run with: the environment, then ARGS (llama-server's
+    flags; the koboldcpp adapter reads its own and passes cache_type and swa_full), then the
+    request. Raises EstimateError for a cache type llama.cpp does not have."""
     values: dict = {"parallel": target.parallel or 1, "n_batch": target.batch_size or 2048,
-                    "n_ubatch": target.ubatch_size or 512, "flash_attn": True}
-    if target.engine == "llama-server":  # koboldcpp: flash attention and an f16 cache (seed 000's flags)
+                    "n_ubatch": target.ubatch_size or 512, "flash_attn": True, "swa_full": swa_full}
+    if target.engine == "llama-server":
         args = list(target.args)
         for i, arg in enumerate(args):
+            if arg == "--swa-full":
+                values["swa_full"] = True
+                continue
             flag, eq, inline = arg.partition("=")
             field_name = _FLAGS.get(flag)
             if field_name is None:

@@ -33,6 +33,8 @@ def cache_key(model: Path, budget: Budget, engine: str, cfg: RunConfig) -> str:
     ident = model_identity(model)
     parts = [ident["size"], ident["mtime_ns"], ident["header_sha256"], budget.gpu_name,
              budget.gpu_total_bytes, engine, cfg.cache_type_k, cfg.cache_type_v, cfg.parallel]
+    if cfg.swa_full:  # added later: keys of configurations without it stay as they were
+        parts.append("swa_full")
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
 
 

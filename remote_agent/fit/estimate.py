@@ -115,6 +115,9 @@ class RunConfig:
     n_batch: int = 2048
     flash_attn: bool = True
     token_embd_on_device: bool = False  # True for the CPU stand-in, where everything is "device"
+    # Sliding-window layers keep a full-size cache: llama.cpp's --swa-full, and koboldcpp without
+    # --useswa (which 1.76 lacks), so the window saves nothing there.
+    swa_full: bool = False
 
     def check(self, shape: ModelShape | None = None) -> None:
         for name, t in (("K", self.cache_type_k), ("V", self.cache_type_v)):
@@ -135,7 +138,7 @@ class RunConfig:
         """llama.cpp flags that reproduce these settings (for llama-server and llama-fit-params)."""
         return ["-ctk", self.cache_type_k, "-ctv", self.cache_type_v, "-np", str(self.parallel),
                 "-ub", str(self.n_ubatch), "-b", str(self.n_batch),
-                "-fa", "on" if self.flash_attn else "off"]
+                "-fa", "on" if self.flash_attn else "off", *(["--swa-full"] if self.swa_full else [])]
 
 
 @dataclass(frozen=True)
@@ -167,7 +170,7 @@ def _pad(n: int, to: int) -> int:
 
 def kv_bytes(shape: ModelShape, cfg: RunConfig, ctx: int) -> int:
     cells = _pad(ctx, 256)
-    swa_cells = min(cells, _pad(shape.n_swa * cfg.parallel + cfg.n_ubatch, 256))
+    swa_cells = cells if cfg.swa_full else min(cells, _pad(shape.n_swa * cfg.parallel + cfg.n_ubatch, 256))
     total = 0.0
     for il in range(shape.n_layer):
         total += _layer_kv_bytes(shape, cfg, il) * (swa_cells if shape.swa_layers[il] else cells)

@@ -8,6 +8,7 @@ Lines it knows (all printed by ggml, which both engines share):
   ggml_gallocr_reserve_n: failed to allocate CUDA0 buffer of size 1294967296
   ggml_backend_cuda_buffer_type_alloc_buffer: allocating 1234.56 MiB on device 0: cudaMalloc failed: out of memory
   CUDA error: out of memory                                                        (no size)
+  CUDA error: the resource allocation failed (cublasCreate_v2)                     (no size)
 and what was being allocated: `failed to allocate buffer for kv cache`, `failed to allocate
 compute ... buffers`, `error loading model` / `unable to allocate ... buffer` (weights).
 """
@@ -30,7 +31,13 @@ _SIZE_PATTERNS = [
 ]
 _OOM_WITHOUT_SIZE = re.compile(
     r"CUDA error: out of memory|cudaMalloc failed: out of memory|out of memory|"
-    r"mmap failed: Cannot allocate memory|std::bad_alloc|Cannot allocate memory", re.I)
+    r"mmap failed: Cannot allocate memory|std::bad_alloc|Cannot allocate memory|"
+    r"resource allocation failed|cublasCreate", re.I)
+# A warning llama.cpp survives (page-locked host memory refused; it falls back to ordinary memory):
+# `ggml_cuda_host_malloc: failed to allocate 1900.00 MiB of pinned memory: invalid argument`.
+# Never an out-of-memory failure (the engine classifier ignores it too: engine/adapters/classify.py).
+PINNED_MEMORY_WARNING = r"of pinned memory"
+_HARMLESS = re.compile(PINNED_MEMORY_WARNING, re.I)
 _WHAT = [
     ("kv", re.compile(r"kv cache|KV buffer", re.I)),
     ("compute", re.compile(r"compute (?:pp |tg )?buffers?|graph_reserve|gallocr", re.I)),
@@ -59,7 +66,7 @@ def format_bytes(n: int | float) -> str:
 
 def find_oom(lines: Iterable[str]) -> OomInfo | None:
     """The first out-of-memory failure in the log, or None if the log shows none."""
-    lines = list(lines)
+    lines = [line for line in lines if not _HARMLESS.search(line)]
     for i, line in enumerate(lines):
         size, size_line = _size_in(line), line
         if size is None and not _OOM_WITHOUT_SIZE.search(line):

@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from remote_agent import __version__, engine_key
+from remote_agent.engine.adapters import adapter_for
 from remote_agent.engine.adapters.base import EngineConfig, EngineFailure
 from remote_agent.engine.ctx import FitRequest, choose_ctx, parse_ctx
 from remote_agent.engine.logbuf import SOURCES, LogBuffer
@@ -186,6 +187,7 @@ class Agent:
                                    "(engine.start)")
             config = await self.engine_config({"model": model}, emit, fit=request)
         config = replace(config, ctx=None, fit=request)
+        await self._check_engine(config)
         started = time.monotonic()
         await self.supervisor.swap(config, emit)
         return {**(self.supervisor.last_fit or {}), "model": config.model, "state": self.supervisor.state,
@@ -235,7 +237,8 @@ class Agent:
     async def engine_config(self, params: dict, emit: Emit, fit: FitRequest | None = None) -> EngineConfig:
         """The EngineConfig params ask for, settings filling the rest: the model resolved to a local file
         (maybe downloaded, with progress events), ctx a number, None or a pending FitRequest (auto).
-        Raises ModelError, RequestError no_budget (auto without a budget)."""
+        Raises ModelError, RequestError no_budget (auto without a budget), EngineFailure unsupported
+        (a setting the installed engine refuses) or missing_binary."""
         s = self.settings
         engine = params.get("engine") or s.engine
         model_path = await self.resolve(params["model"], emit)
@@ -248,11 +251,18 @@ class Agent:
             args = s.args
         elif isinstance(args, str):
             args = shlex.split(args)
-        return EngineConfig(engine=engine, model=params["model"], model_path=str(model_path), port=s.port,
-                            ctx=None if fit else ctx,
-                            args=tuple(args), gpu_layers=s.gpu_layers, parallel=s.parallel,
-                            batch_size=s.batch_size, ubatch_size=s.ubatch_size, max_tokens=s.max_tokens,
-                            fit=fit)
+        config = EngineConfig(engine=engine, model=params["model"], model_path=str(model_path), port=s.port,
+                              ctx=None if fit else ctx,
+                              args=tuple(args), gpu_layers=s.gpu_layers, parallel=s.parallel,
+                              batch_size=s.batch_size, ubatch_size=s.ubatch_size, max_tokens=s.max_tokens,
+                              fit=fit)
+        await self._check_engine(config)
+        return config
+
+    async def _check_engine(self, config: EngineConfig) -> None:
+        """Before anything is stopped: the installed engine must accept config (adapter.check may run
+        its binary once, so in a thread). Raises EngineFailure unsupported / missing_binary."""
+        await asyncio.to_thread(adapter_for(config.engine).check, config, self.settings.bin_dir)
 
     async def resolve(self, text: str, emit: Emit) -> Path:
         """The models package's resolve_model in a worker thread, its progress as events."""

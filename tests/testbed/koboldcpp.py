@@ -111,3 +111,35 @@ class KoboldcppServer:
             return ""
         tail = self.log_path.read_text(errors="replace").splitlines()[-lines:]
         return "; log ends:\n" + "\n".join(tail)
+
+
+# A DOUBLE, not koboldcpp: a newer release cannot be built here (no source newer than 1.76), so this
+# script answers only the two questions the adapter asks (`--help`, and `--contextsize` out of
+# range) the way 1.102's argument parser does, read from its koboldcpp.py (README, "Versions
+# tried"). It serves nothing; tests use it only for what the adapter passes to such a version.
+NEWER_HELP = """usage: koboldcpp.py [-h] [--model [filename]] [--port [portnumber]]
+KoboldCpp Server - Version 1.102
+  --contextsize [256 to 262144]
+  --usecuda [[lowvram|normal] [main GPU ID] [mmq|nommq] [rowsplit] ...], --usecublas
+  --gpulayers [[GPU layers]]
+  --flashattention, --flash-attn, -fa
+  --quantkv [quantization level 0/1/2]
+  --useswa              If enabled, uses SWA mode, which reduces memory usage but disables context shifting.
+  --defaultgenamt DEFAULTGENAMT
+  --ignoremissing --skiplauncher --password [API key] --blasbatchsize --host --port --model
+"""
+
+
+def newer_koboldcpp_double(directory: Path) -> Path:
+    """A `koboldcpp` script in directory that answers like 1.102's argument parser (see NEWER_HELP)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "help.txt").write_text(NEWER_HELP)
+    script = directory / "koboldcpp"
+    script.write_text(
+        "#!/bin/sh\n# A double of koboldcpp 1.102's argument parser (tests/testbed/koboldcpp.py); it serves nothing.\n"
+        'if [ "$1" = "--contextsize" ] && [ "$2" -gt 262144 ]; then\n'
+        '  echo "koboldcpp.py: error: argument --contextsize/-c/--ctx-size: must be within [256, 262144]"; exit 2\n'
+        "fi\n"
+        f'cat "{directory / "help.txt"}"\n')
+    script.chmod(0o755)
+    return script

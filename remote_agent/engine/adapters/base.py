@@ -4,41 +4,19 @@ check, whether it is busy, and how to read a failure from its exit status and it
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import shutil
-import signal
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from remote_agent.engine.adapters.classify import (  # noqa: F401 (re-exported: the adapters' vocabulary)
+    BAD_MODEL, CRASHED, FAILURE_KINDS, HEALTH_TIMEOUT, MISSING_BINARY, OOM, PORT_IN_USE, UNSUPPORTED, EngineFailure,
+    classify, describe_exit)
 from remote_agent.engine.ctx import FitRequest
 from remote_agent.engine_key import FROM_ARGS, EngineKey
-from remote_agent.protocol import WireError
-
-# Failure codes (the `kind` of status.last_error and the `code` of a failed engine request).
-OOM = "oom"
-BAD_MODEL = "bad_model"
-PORT_IN_USE = "port_in_use"
-MISSING_BINARY = "missing_binary"
-CRASHED = "crashed"
-HEALTH_TIMEOUT = "health_timeout"
-FAILURE_KINDS = (OOM, BAD_MODEL, PORT_IN_USE, MISSING_BINARY, CRASHED, HEALTH_TIMEOUT)
 
 ENGINE_HOST = "127.0.0.1"  # engines listen on loopback only: they are reached through the SSH tunnel
-
-
-class EngineFailure(WireError):
-    """An engine that would not start or stopped serving; `code` is one of FAILURE_KINDS (or the
-    fit's fit_error / search kinds), `log_tail` the engine's last output lines."""
-
-    def __init__(self, code: str, message: str, log_tail: list[str] | None = None) -> None:
-        super().__init__(code, message)
-        self.log_tail = log_tail or []
-
-    def to_dict(self) -> dict:
-        """status.last_error's shape: {"kind": code, "message": message}."""
-        return {"kind": self.code, "message": self.message}
 
 
 class NothingFits(EngineFailure):
@@ -87,39 +65,21 @@ class EngineConfig:
         return cls(**values)
 
 
-@dataclass
-class FailurePatterns:
-    """Log-line patterns per failure kind, checked in this order (OOM first: an out-of-memory
-    start also ends with llama.cpp's generic "model loading error")."""
-
-    oom: list[str] = field(default_factory=list)
-    port_in_use: list[str] = field(default_factory=list)
-    bad_model: list[str] = field(default_factory=list)
-
-    def compiled(self) -> list[tuple[str, re.Pattern]]:
-        """[(kind, one case-insensitive regex of its patterns)] in checking order; kinds without
-        patterns are left out."""
-        return [(kind, re.compile("|".join(patterns), re.IGNORECASE))
-                for kind, patterns in ((OOM, self.oom), (PORT_IN_USE, self.port_in_use), (BAD_MODEL, self.bad_model))
-                if patterns]
-
-
-# llama.cpp's own lines, shared by every engine built on ggml (koboldcpp included).
-GGML_OOM = [
-    r"insufficient memory", r"failed to allocate", r"out of memory", r"cudaMalloc failed",
-    r"unable to allocate", r"std::bad_alloc", r"CUDA error: out of memory",
-]
+@dataclass(frozen=True)
+class FitLimits:
+    """How an engine constrains a context fit (EngineAdapter.fit_limits)."""
+    cache_type: str | None = None  # the KV cache type to estimate; None: from ARGS, else f16
+    swa_full: bool = False  # the engine keeps a full-size cache for sliding-window layers
+    ctx_max: int | None = None  # the largest context the engine accepts; None: no limit of its own
+    flags: tuple[str, ...] = ()  # what the engine must be passed to run as estimated (koboldcpp: --useswa)
 
 
 class EngineAdapter(ABC):
-    """One engine kind. A subclass sets name, binary, patterns, health_path and busy_path and builds
-    the command line; adapter_for makes a fresh instance per use."""
+    """One engine kind. A subclass sets name, binary, health_path and busy_path and builds the
+    command line; adapter_for makes a fresh instance per use. Failures are read by the one rule
+    table in classify.py."""
     name: str
     binary: str
-    patterns: FailurePatterns
-
-    def __init__(self) -> None:
-        self._compiled = self.patterns.compiled()
 
     def binary_path(self, bin_dir: Path | None) -> str:
         """The executable, from bin_dir when given, else PATH; raises missing_binary."""
@@ -168,6 +128,16 @@ class EngineAdapter(ABC):
         """command as one shell-quoted line with the value of every key flag masked: what is logged."""
         return shlex.join(masked_flags(command, self.key_flags))
 
+    def check(self, config: EngineConfig, bin_dir: Path | None) -> None:
+        """Refuse, before anything is stopped, a config the installed engine would reject (raises
+        EngineFailure, code unsupported or missing_binary). May run the binary once: call it off
+        the event loop. Nothing to check by default."""
+
+    def fit_limits(self, config: EngineConfig, bin_dir: Path | None, cache_type: str | None) -> FitLimits:
+        """What the installed engine allows a context fit (cache_type: the one the request asks for,
+        or None). By default: whatever the request and ARGS say, no context limit."""
+        return FitLimits(cache_type=cache_type)
+
     def fit_flags(self, run_config) -> list[str]:
         """Flags that pin the memory configuration a context fit estimated (fit.estimate.RunConfig)."""
         return []
@@ -185,38 +155,8 @@ class EngineAdapter(ABC):
         return None
 
     def classify(self, returncode: int | None, log_lines: list[str]) -> EngineFailure:
-        """The EngineFailure of a process that failed, from its exit status (None: never ran) and output:
-        the first kind whose patterns match (OOM first), else crashed. The message quotes the matching (or
-        last) line and the fix; log_tail holds the last 20 lines."""
-        text = "\n".join(log_lines)
-        for kind, pattern in self._compiled:
-            match = pattern.search(text)
-            if match:
-                line = next((l for l in log_lines if pattern.search(l)), match.group(0))
-                return EngineFailure(kind, f"{self.name} {describe_exit(returncode)}: {line.strip()}"
-                                     f"{FIXES[kind]}", log_lines[-20:])
-        last = next((l.strip() for l in reversed(log_lines) if l.strip()), "no output")
-        return EngineFailure(CRASHED, f"{self.name} {describe_exit(returncode)}; last line: {last}", log_lines[-20:])
-
-
-FIXES = {
-    OOM: " — not enough (GPU) memory: lower the context (ctx / CTX), offload fewer layers, or pick a smaller quant",
-    PORT_IN_USE: " — another process holds the engine port: stop it or set PORT",
-    BAD_MODEL: " — the model file is not a loadable GGUF: download it again or pick another",
-}
-
-
-def describe_exit(returncode: int | None) -> str:
-    """"exited with code N", "was killed by SIGKILL", or "failed" (returncode None), for messages."""
-    if returncode is None:
-        return "failed"
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        return f"was killed by {name}"
-    return f"exited with code {returncode}"
+        """The EngineFailure of a process that failed (classify.classify: the rule table)."""
+        return classify(self.name, returncode, log_lines)
 
 
 def flag_value(args: tuple[str, ...] | list[str], flags: tuple[str, ...]) -> str | None:

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from remote_agent.engine.adapters.base import (
-    ENGINE_HOST, GGML_OOM, EngineAdapter, EngineConfig, FailurePatterns, flag_value, optional_flag)
+    ENGINE_HOST, EngineAdapter, EngineConfig, flag_value, optional_flag)
 
 KEY_ENV = "LLAMA_API_KEY"
 
@@ -21,12 +21,6 @@ class LlamaServerAdapter(EngineAdapter):
     """llama.cpp's llama-server: ready when /health answers 200 (503 while loading), busy from /slots."""
     name = "llama-server"
     binary = "llama-server"
-    patterns = FailurePatterns(
-        oom=GGML_OOM,
-        port_in_use=[r"couldn't bind HTTP server socket", r"address already in use"],
-        bad_model=[r"invalid magic", r"failed to load model", r"error loading model",
-                   r"gguf_init_from_file", r"failed to read", r"tensor .* data is not within the file bounds"],
-    )
     health_path = "/health"  # 503 while loading, 200 when ready
     busy_path = "/slots"  # enabled by default; lists is_processing per slot
 

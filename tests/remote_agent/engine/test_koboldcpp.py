@@ -1,6 +1,6 @@
-"""The koboldcpp adapter. No koboldcpp binary can be installed on this machine, so its command line
-is checked as built, and its health check and supervision run against the stand-in engine process
-(tests/testbed/standin_engine.py), which serves koboldcpp's `/api/v1/model`."""
+"""The koboldcpp adapter's command line for a koboldcpp that does not describe itself and for a
+newer one (a double of 1.102's argument parser), and its supervision against the stand-in engine
+process (tests/testbed/standin_engine.py). The real koboldcpp 1.76: test_koboldcpp_real.py."""
 
 from __future__ import annotations
 
@@ -9,26 +9,54 @@ import json
 import pytest
 
 from remote_agent.engine.adapters import adapter_for
-from remote_agent.engine.adapters.base import EngineConfig
+from remote_agent.engine.adapters.base import EngineConfig, EngineFailure
 from remote_agent.engine_key import EngineKey
+from tests.testbed.koboldcpp import newer_koboldcpp_double
 
 pytestmark = pytest.mark.timeout(60)
 
 
-def test_the_command_line_carries_seed_000s_flags_and_args_last(tmp_path):
-    binary = tmp_path / "koboldcpp"
+def silent_binary(directory):
+    """A `koboldcpp` that answers nothing: the adapter cannot learn its flags and assumes seed 000's."""
+    binary = directory / "koboldcpp"
     binary.write_text("#!/bin/sh\n")
     binary.chmod(0o755)
-    config = EngineConfig(engine="koboldcpp", model="org/repo:Q4_K_M", model_path="/models/m.gguf", port=5002,
+    return binary
+
+
+def test_the_command_line_carries_seed_000s_flags_and_args_last(tmp_path):
+    binary = silent_binary(tmp_path)
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    config = EngineConfig(engine="koboldcpp", model="org/repo:Q4_K_M", model_path=str(model), port=5002,
                           ctx=8192, args=("--threads", "8"), max_tokens=512)
     command = adapter_for("koboldcpp").command(config, tmp_path)
     assert command[0] == str(binary)
     joined = " ".join(command)
-    for flags in ("--model /models/m.gguf", "--contextsize 8192", "--port 5002", "--gpulayers 999",
-                  "--usecublas mmq", "--flashattention", "--ignoremissing", "--skiplauncher", "--host 127.0.0.1",
-                  "--defaultgenamt 512"):   # MAX_TOKENS: the reply length when a request names none
+    for flags in (f"--model {model}", "--contextsize 8192", "--port 5002", "--gpulayers 999",
+                  "--usecublas mmq", "--flashattention", "--ignoremissing", "--skiplauncher", "--host 127.0.0.1"):
         assert flags in joined
+    assert "--defaultgenamt" not in joined  # a koboldcpp that did not say it has it (1.76 has not) never gets it
     assert command[-2:] == ["--threads", "8"]
+
+
+def test_a_newer_koboldcpp_gets_max_tokens_as_defaultgenamt(tmp_path):
+    newer_koboldcpp_double(tmp_path)
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    config = EngineConfig(engine="koboldcpp", model="m", model_path=str(model), port=5002, ctx=8192, max_tokens=512)
+    adapter = adapter_for("koboldcpp")
+    caps = adapter.caps(tmp_path)
+    assert caps.version == "1.102" and (caps.ctx_min, caps.ctx_max) == (256, 262144) and caps.has("--useswa")
+    assert "--defaultgenamt 512" in " ".join(adapter.command(config, tmp_path))
+
+
+def test_a_missing_model_file_is_refused_before_koboldcpp_crashes_on_it(tmp_path):
+    silent_binary(tmp_path)
+    config = EngineConfig(engine="koboldcpp", model="m", model_path=str(tmp_path / "gone.gguf"), port=5002)
+    with pytest.raises(EngineFailure) as caught:
+        adapter_for("koboldcpp").command(config, tmp_path)
+    assert caught.value.code == "bad_model" and "gone.gguf" in caught.value.message
 
 
 def test_koboldcpp_out_of_memory_and_bad_model_lines_are_classified():
@@ -54,19 +82,19 @@ def test_the_daemon_runs_and_health_checks_a_koboldcpp_stand_in(make_daemon, sta
 
 
 def test_the_agents_key_is_a_password_flag_masked_in_the_logged_line_and_never_doubled(tmp_path):
-    binary = tmp_path / "koboldcpp"
-    binary.write_text("#!/bin/sh\n")
-    binary.chmod(0o755)
+    silent_binary(tmp_path)
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
     adapter = adapter_for("koboldcpp")
     agent_key = EngineKey("agents-key", "generated")
-    config = EngineConfig(engine="koboldcpp", model="m", model_path="/models/m.gguf", port=5002,
+    config = EngineConfig(engine="koboldcpp", model="m", model_path=str(model), port=5002,
                           args=("--threads", "8"))
     command = adapter.command(config, tmp_path, adapter.launch_key(config.args, agent_key))
     assert command[command.index("--password") + 1] == "agents-key" and command[-2:] == ["--threads", "8"]
     assert "agents-key" not in adapter.loggable(command) and "--password '***'" in adapter.loggable(command)
     assert adapter.key_environment("agents-key") == {}  # koboldcpp reads no variable for it
 
-    own = EngineConfig(engine="koboldcpp", model="m", model_path="/models/m.gguf", port=5002,
+    own = EngineConfig(engine="koboldcpp", model="m", model_path=str(model), port=5002,
                        args=("--password=users-own",))
     command = adapter.command(own, tmp_path, adapter.launch_key(own.args, agent_key))
     assert command.count("--password") == 0 and command[-1] == "--password=users-own"
