@@ -21,6 +21,7 @@ from remote_agent.engine.adapters import adapter_for
 from remote_agent.engine.adapters.base import BAD_MODEL, MISSING_BINARY, EngineConfig, EngineFailure, NothingFits
 from remote_agent.engine.fit_launch import EngineControls, fit_and_launch
 from remote_agent.engine.logbuf import LogBuffer
+from remote_agent.engine.orphan import EngineRecordFile
 from remote_agent.engine_key import KEYLESS, EngineKey
 from remote_agent.fit.agent_fit import AgentFitter
 
@@ -66,8 +67,12 @@ class EngineSupervisor:
     def __init__(self, logbuf: LogBuffer, *, bin_dir: Path | None = None, address_space_limit: int | None = None,
                  timings: Timings | None = None, on_ready: Callable[[EngineConfig], None] = lambda c: None,
                  on_stopped: Callable[[], None] = lambda: None, stack_limit: int | None = None,
-                 fitter: AgentFitter | None = None, api_key: EngineKey = KEYLESS) -> None:
+                 fitter: AgentFitter | None = None, api_key: EngineKey = KEYLESS,
+                 engine_record: EngineRecordFile | None = None) -> None:
         self.logbuf = logbuf
+        # Where the running engine is written down, so the next daemon can stop it should this one
+        # die without doing so (engine/orphan.py); None keeps no record.
+        self.engine_record = engine_record
         self.api_key = api_key  # the agent's key (remote_agent/engine_key.py), handed to every engine
         self.bin_dir = bin_dir
         self.address_space_limit = address_space_limit
@@ -198,10 +203,13 @@ class EngineSupervisor:
         engine = await engine_process.spawn(config, adapter, self._generation, self.logbuf, bin_dir=self.bin_dir,
                                             address_space_limit=self.address_space_limit,
                                             stack_limit=self.stack_limit, agent_key=self.api_key)
+        if self.engine_record is not None:  # for a later daemon, should this one die (engine/orphan.py)
+            self.engine_record.note(engine.pid, port=config.port, engine=adapter.name, model_path=config.model_path)
         try:
             await engine_process.wait_healthy(engine, self.timings.health_timeout, self.timings.health_interval)
         except BaseException:
             await engine_process.terminate(engine, grace_s=1.0)
+            self._forget()
             self._failed_tail = list(engine.tail)  # the fit reads the failed allocation from it
             raise
         self._engine = engine
@@ -216,7 +224,13 @@ class EngineSupervisor:
             return
         self._set_state(STOPPING)
         await engine_process.terminate(engine, self.timings.stop_grace)
+        self._forget()
         log.info("%s (pid %d) stopped", engine.adapter.name, engine.pid)
+
+    def _forget(self) -> None:
+        """The recorded engine has exited and been reaped: a later daemon must not look for it."""
+        if self.engine_record is not None:
+            self.engine_record.clear()
 
     async def _launch_or_fit(self, config: EngineConfig) -> EngineConfig:
         """Launch config; a pending `ctx auto` searches first and returns the config it left running."""
@@ -318,6 +332,7 @@ class EngineSupervisor:
             return  # a process we stopped on purpose, or one already replaced
         self._engine = None
         await engine_process.terminate(engine, grace_s=0.5)  # reap leftovers of its group, settle output
+        self._forget()
         if engine.ready_at is not None and time.monotonic() - engine.ready_at > self.timings.stable_after:
             self._failures = 0
         self._after_failure(engine.failure())
