@@ -22,7 +22,7 @@ from remote_agent import __version__, engine_key, hostkey_block, protocol
 from remote_agent.child_env import secret_values
 from remote_agent.engine.adapters import ADAPTERS
 from remote_agent.engine.logbuf import LogBuffer
-from remote_agent.engine.orphan import EngineRecordFile, stop_orphan
+from remote_agent.engine.orphan import stop_orphan
 from remote_agent.paths import UnsafeSocketPlace, prepare_socket_dir
 from remote_agent.server.handlers import Agent
 from remote_agent.server.linereader import OverlongLine, bounded_lines
@@ -200,10 +200,6 @@ class AgentDaemon:
         self.autostart = autostart
         self.logbuf = logbuf or LogBuffer()
         self.agent = Agent(settings, self.logbuf)
-        # The engine is recorded in the state dir, so that should this daemon die, the next one stops
-        # the engine it left holding the port and the memory (engine/orphan.py).
-        self.engine_record = EngineRecordFile(settings.state_dir)
-        self.agent.supervisor.engine_record = self.engine_record
         self._connections: set[asyncio.Task] = set()
 
     async def run(self) -> None:
@@ -232,7 +228,7 @@ class AgentDaemon:
                         self.settings.models_dir, exc.strerror)
         # Before anything of ours talks to the engine port: a request from the activity clock would
         # hold up the orphan's graceful exit (llama-server waits for its handlers).
-        await asyncio.to_thread(stop_orphan, self.engine_record, self.settings.timings.stop_grace)
+        await asyncio.to_thread(stop_orphan, self.agent.supervisor.engine_record, self.settings.timings.stop_grace)
         activity_done = threading.Event()
         self.agent.start_activity_clock(activity_done)
         owner = asyncio.create_task(self.agent.supervisor.run(), name="engine-owner")

@@ -17,6 +17,7 @@ from remote_agent.engine.adapters import adapter_for
 from remote_agent.engine.adapters.base import EngineConfig, EngineFailure
 from remote_agent.engine.ctx import FitRequest, choose_ctx, parse_ctx
 from remote_agent.engine.logbuf import SOURCES, LogBuffer
+from remote_agent.engine.orphan import EngineRecordFile
 from remote_agent.engine.supervisor import EngineSupervisor
 from remote_agent.fit.agent_fit import AgentFitter, FitSettings
 from remote_agent.fit.budget import BudgetError, EngineOverhead
@@ -54,7 +55,10 @@ class Agent:
         self.supervisor = EngineSupervisor(
             logbuf, bin_dir=settings.bin_dir, address_space_limit=settings.address_space_limit,
             timings=settings.timings, on_ready=self._remember_good, on_stopped=self._remember_stopped,
-            stack_limit=settings.engine_stack_limit, fitter=self.fitter, api_key=self.api_key)
+            stack_limit=settings.engine_stack_limit, fitter=self.fitter, api_key=self.api_key,
+            # The running engine, recorded in the state dir: should this daemon die, the next one
+            # stops the engine it left holding the port and the memory (engine/orphan.py).
+            engine_record=EngineRecordFile(settings.state_dir))
         self.activity: IdleWatcher | None = None  # set by start_activity_clock
 
     def start_activity_clock(self, done: threading.Event) -> None:
