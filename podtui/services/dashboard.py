@@ -222,7 +222,8 @@ class ProviderServices(TuiServices):
         with self._agent(key) as (client, pod):
             status = client.call("engine.swap", {"model": model}, on_event=swap_progress(progress),
                                  timeout=None)
-        return f"{status.get('model')} is serving on {pod.name} (ctx {status.get('ctx')})"
+        ctx = f" (ctx {status['ctx']})" if status.get("ctx") else ""  # an engine that cannot say leaves it unknown
+        return f"{status.get('model')} is serving on {pod.name}{ctx}"
 
     def context_fit(self, key: str) -> str:
         with self._agent(key) as (client, pod):

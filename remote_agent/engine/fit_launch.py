@@ -37,7 +37,8 @@ log = logging.getLogger("remote_agent.fit")
 class EngineControls:
     """What the search may do to the engine, all owned by the supervisor (called on its loop).
 
-    launch(config): start config and wait until healthy; raises EngineFailure (the process is then gone).
+    launch(config): start config and wait until healthy (returns it with the ctx it runs); raises
+        EngineFailure (the process is then gone).
     stop(): stop the running engine, if any.
     failed_tail(): the output lines of the last launch that failed.
     serving(): the config of the engine that is ready now, or None.
@@ -45,7 +46,7 @@ class EngineControls:
     emit(kind, data): a stream event to the requester.
     """
 
-    launch: Callable[[EngineConfig], Awaitable[None]]
+    launch: Callable[[EngineConfig], Awaitable[EngineConfig]]
     stop: Callable[[], Awaitable[None]]
     failed_tail: Callable[[], list[str]]
     serving: Callable[[], EngineConfig | None]

@@ -180,6 +180,19 @@ async def terminate(engine: EngineProcess, grace_s: float) -> None:
     await _settle_output(engine)
 
 
+async def served_ctx(engine: EngineProcess) -> int | None:
+    """The context size (tokens) the engine really runs, from the adapter's ctx_path; None when it
+    cannot tell. Never raises."""
+    if engine.adapter.ctx_path is None:
+        return None
+    try:
+        status, body = await http_get(engine.config.port, engine.adapter.ctx_path, timeout=2.0,
+                                      headers=engine.headers)
+    except (OSError, asyncio.TimeoutError):
+        return None
+    return engine.adapter.served_ctx(status, body)
+
+
 async def is_busy(engine: EngineProcess) -> bool | None:
     """Whether the engine has requests in flight (None: the engine cannot tell us)."""
     if engine.adapter.busy_path is None:

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -194,8 +194,9 @@ class EngineSupervisor:
         self._token += 1
         self._failures = 0
 
-    async def _launch(self, config: EngineConfig) -> None:
-        """Start config and wait for health; on failure the process is gone and EngineFailure raised."""
+    async def _launch(self, config: EngineConfig) -> EngineConfig:
+        """Start config and wait for health; returns config with ctx set to what the engine really runs
+        when config left it to the engine. On failure the process is gone and EngineFailure raised."""
         self.config = config
         adapter = adapter_for(config.engine)
         self._generation += 1
@@ -212,11 +213,16 @@ class EngineSupervisor:
             self._forget()
             self._failed_tail = list(engine.tail)  # the fit reads the failed allocation from it
             raise
+        if config.ctx is None:  # the engine's default (the model's trained context, a version's default)
+            ctx = await engine_process.served_ctx(engine)
+            if ctx is not None:
+                config = engine.config = self.config = replace(config, ctx=ctx)
         self._engine = engine
         generation = engine.generation
         engine.exited.add_done_callback(lambda task: self._queue.put_nowait(_Command("exited", token=generation)))
         self._set_state(READY, model=config.model, pid=engine.pid)
-        log.info("%s ready on port %d with %s", config.engine, config.port, config.model)
+        log.info("%s ready on port %d with %s (ctx %s)", config.engine, config.port, config.model, config.ctx)
+        return config
 
     async def _stop_engine(self) -> None:
         engine, self._engine = self._engine, None  # its exit notice is now stale
@@ -235,8 +241,7 @@ class EngineSupervisor:
     async def _launch_or_fit(self, config: EngineConfig) -> EngineConfig:
         """Launch config; a pending `ctx auto` searches first and returns the config it left running."""
         if config.fit is None:
-            await self._launch(config)
-            return config
+            return await self._launch(config)
         try:
             serving, self.last_fit = await fit_and_launch(config, self.fitter, self._controls())
         except EngineFailure:

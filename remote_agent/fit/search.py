@@ -159,11 +159,13 @@ def search_ctx(estimator: Estimator, budget: Budget, try_ctx: TryCtx | None, *, 
                 shift, peak_gap, ref_ctx = 0, 0, ctx
                 peak_gap = outcome.peak_bytes - need(ctx)
             progress({"phase": "fit", "ctx": ctx, "message": f"{ctx} loads"})
-            if probed or ctx >= cap or ctx + STEP >= failed_at:
+            # Without a measured peak there is nothing to learn from; and asking the estimator now would
+            # run llama-fit-params beside a loaded engine, which on a full GPU may not get a context.
+            if probed or ctx >= cap or ctx + STEP >= failed_at or outcome.peak_bytes is None:
                 break
             up = largest_fitting_ctx(need, budget.bytes - int(budget.bytes * safety_fraction / 2),
                                      ctx, min(cap, failed_at - STEP))
-            if up is None or up < ctx + max(STEP, int(ctx * slack_fraction)) or outcome.peak_bytes is None:
+            if up is None or up < ctx + max(STEP, int(ctx * slack_fraction)):
                 break
             probed, ctx = True, up
             progress({"phase": "fit", "ctx": ctx, "message": f"large slack: probing {ctx} once"})

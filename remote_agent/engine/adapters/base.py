@@ -148,6 +148,12 @@ class EngineAdapter(ABC):
         """Whether a health_path answer (HTTP status, body bytes) means ready; by default status 200."""
         return status == 200
 
+    ctx_path: str | None = None  # where the engine says the context it really runs
+
+    def served_ctx(self, status: int, body: bytes) -> int | None:
+        """The context size (tokens) from the ctx_path answer; None when it cannot tell."""
+        return None
+
     busy_path: str | None = None
 
     def is_busy(self, status: int, body: bytes) -> bool | None:

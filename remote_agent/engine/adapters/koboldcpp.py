@@ -39,6 +39,7 @@ class KoboldCppAdapter(EngineAdapter):
     binary = "koboldcpp"
     health_path = "/api/v1/model"  # {"result": "koboldcpp/<name>"} once the model is loaded
     busy_path = "/api/extra/perf"  # {"idle": 1|0, "queue": n, ...}
+    ctx_path = "/api/extra/true_max_context_length"  # {"value": n}: --contextsize, or its default
 
     key_flags = ("--password",)
 
@@ -115,6 +116,16 @@ class KoboldCppAdapter(EngineAdapter):
             return bool(json.loads(body).get("result"))
         except (ValueError, AttributeError):
             return False
+
+    def served_ctx(self, status: int, body: bytes) -> int | None:
+        """The "value" of /api/extra/true_max_context_length (4096 for 1.76's default)."""
+        if status != 200:
+            return None
+        try:
+            value = json.loads(body).get("value")
+        except (ValueError, AttributeError):
+            return None
+        return value if isinstance(value, int) and value > 0 else None
 
     def is_busy(self, status: int, body: bytes) -> bool | None:
         """Busy when perf says not idle or requests are queued; None for any other answer."""

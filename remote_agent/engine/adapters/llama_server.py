@@ -15,6 +15,17 @@ from remote_agent.engine.adapters.base import (
     ENGINE_HOST, EngineAdapter, EngineConfig, flag_value, optional_flag)
 
 KEY_ENV = "LLAMA_API_KEY"
+ALIAS_FLAGS = ("-a", "--alias")
+
+
+def model_alias(config: EngineConfig) -> str:
+    """The name /v1/models gives the model (without --alias llama-server gives its full path on the
+    pod): the MODEL the user gave for a hub reference, the file's name for a path. llama-server
+    splits --alias at commas, so there are none."""
+    model = config.model
+    if model.startswith(("/", "./", "../", "~")) or model.lower().endswith(".gguf"):
+        model = Path(model).name
+    return model.replace(",", "_") or Path(config.model_path).name
 
 
 class LlamaServerAdapter(EngineAdapter):
@@ -23,12 +34,14 @@ class LlamaServerAdapter(EngineAdapter):
     binary = "llama-server"
     health_path = "/health"  # 503 while loading, 200 when ready
     busy_path = "/slots"  # enabled by default; lists is_processing per slot
+    ctx_path = "/v1/models"  # data[0].meta.n_ctx: the whole context (--ctx-size), shared by the slots
 
     key_flags = ("--api-key",)
 
     def command(self, config: EngineConfig, bin_dir: Path | None, api_key: str | None = None) -> list[str]:
-        """Each optional setting as its flag when set, then ARGS and the fit's flags last. The API key
-        is not among them: it goes in through the environment (key_environment)."""
+        """Each optional setting as its flag when set, `--alias` (model_alias, unless ARGS names one),
+        then ARGS and the fit's flags last. The API key is not among them: it goes in through the
+        environment (key_environment)."""
         return [
             self.binary_path(bin_dir), "--model", config.model_path,
             "--host", ENGINE_HOST, "--port", str(config.port),
@@ -38,8 +51,19 @@ class LlamaServerAdapter(EngineAdapter):
             *optional_flag("--batch-size", config.batch_size),
             *optional_flag("--ubatch-size", config.ubatch_size),
             *optional_flag("--n-predict", config.max_tokens),
+            *([] if flag_value(config.args, ALIAS_FLAGS) is not None else ["--alias", model_alias(config)]),
             *config.args, *config.fit_args,
         ]
+
+    def served_ctx(self, status: int, body: bytes) -> int | None:
+        """`n_ctx` of the first model in /v1/models' `data[].meta` (llama.cpp's llama_n_ctx)."""
+        if status != 200:
+            return None
+        try:
+            n_ctx = json.loads(body)["data"][0]["meta"]["n_ctx"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            return None
+        return n_ctx if isinstance(n_ctx, int) and n_ctx > 0 else None
 
     def args_key(self, args) -> tuple[bool, str | None]:
         """`--api-key K[,K2…]` (the first key), or `--api-key-file F` (its first key line, None when

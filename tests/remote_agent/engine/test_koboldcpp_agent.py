@@ -23,6 +23,12 @@ pytestmark = pytest.mark.timeout(240)
 KOBOLD_ENV = {"ENGINE": "koboldcpp", "MALLOC_ARENA_MAX": "1"}
 
 
+def served_model_id(base: str, key: str) -> str:
+    request = urllib.request.Request(f"{base}/v1/models", headers=auth(key))
+    with urllib.request.urlopen(request, timeout=5) as r:
+        return json.load(r)["data"][0]["id"]
+
+
 @pytest.fixture
 def engines(tmp_path, llama_bin, koboldcpp_bin):
     """A bin dir holding both real engines."""
@@ -51,13 +57,17 @@ def test_a_chat_through_koboldcpp_then_swaps_to_llama_server_and_back(make_daemo
         key = daemon.api_key()
         assert chat_completion(base, max_tokens=4, api_key=key)["choices"][0]["message"]["content"]
 
-        status = client.result("engine.swap", {"model": str(tiny_model_b), "engine": "llama-server", "ctx": 2048})
-        assert (status["state"], status["engine"]) == ("ready", "llama-server")
+        # Without a ctx each engine picks its own; status says what it really runs, never null.
+        status = client.result("engine.swap", {"model": str(tiny_model_b), "engine": "llama-server"})
+        assert (status["state"], status["engine"], status["ctx"]) == ("ready", "llama-server", 4096)  # trained ctx
         assert chat_completion(base, max_tokens=4, api_key=key)["choices"]
+        assert served_model_id(base, key) == "tiny-b.gguf"  # the file's name, not its path on the pod
 
-        status = client.result("engine.swap", {"model": str(tiny_model), "engine": "koboldcpp", "ctx": 2048})
+        status = client.result("engine.swap", {"model": str(tiny_model), "engine": "koboldcpp"})
         assert (status["state"], status["engine"], status["port"]) == ("ready", "koboldcpp", daemon.port)
+        assert status["ctx"] == 4096  # koboldcpp 1.76's default --contextsize
         assert chat_completion(base, max_tokens=4, api_key=key)["choices"]
+        assert served_model_id(base, key) == "koboldcpp/tiny-a"
 
 
 def test_a_swap_waits_for_the_generation_koboldcpp_reports_in_flight(make_daemon, engines, tiny_model, tiny_model_b):

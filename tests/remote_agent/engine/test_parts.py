@@ -97,3 +97,23 @@ def test_llama_fit_params_runs_without_the_pods_secrets(monkeypatch, tmp_path, t
         FitParamsEstimator(fake, tiny_model).breakdown(512)
     seen = (tmp_path / "env.txt").read_text()
     assert "NOT_FOR_TOOLS" not in seen and "PATH=" in seen
+
+
+@pytest.mark.parametrize("model, alias", [
+    ("bartowski/Qwen2.5-0.5B-Instruct-GGUF:Q4_K_M", "bartowski/Qwen2.5-0.5B-Instruct-GGUF:Q4_K_M"),
+    ("/workspace/models/tiny-a.gguf", "tiny-a.gguf"),
+    ("hf.co/org/repo/model-Q4_K_M.gguf", "model-Q4_K_M.gguf"),
+    ("org/repo:Q4_K_M,Q8_0", "org/repo:Q4_K_M_Q8_0"),  # llama-server splits --alias at commas
+])
+def test_llama_server_names_the_model_as_the_user_gave_it(model, alias, tmp_path):
+    from remote_agent.engine.adapters import adapter_for
+    from remote_agent.engine.adapters.base import EngineConfig
+    from remote_agent.engine.adapters.llama_server import model_alias
+    (tmp_path / "llama-server").write_text("#!/bin/sh\n")
+    (tmp_path / "llama-server").chmod(0o755)
+    config = EngineConfig(engine="llama-server", model=model, model_path="/models/x.gguf", port=5002)
+    assert model_alias(config) == alias
+    command = adapter_for("llama-server").command(config, tmp_path)
+    assert command[command.index("--alias") + 1] == alias
+    own = adapter_for("llama-server").command(EngineConfig(**{**config.__dict__, "args": ("-a", "mine")}), tmp_path)
+    assert own.count("--alias") == 0 and own[-2:] == ["-a", "mine"]
