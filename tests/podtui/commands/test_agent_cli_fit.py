@@ -42,7 +42,7 @@ def test_podtui_agent_fit_searches_through_sshd_and_leaves_the_fitted_engine_ser
                 break
             assert time.monotonic() < deadline and daemon.poll() is None, out.stderr
             time.sleep(0.3)
-        assert json.loads(out.stdout)["ctx"] is None
+        assert json.loads(out.stdout)["ctx"] == 4096  # no ctx given: the engine's own (trained), read from it
 
         out = run_podtui(podtui_env, *base, "fit", "--json", timeout=90)
         assert out.returncode == 0, out.stderr
