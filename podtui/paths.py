@@ -20,6 +20,12 @@ def state_dir() -> Path:
     return Path(override) if override else Path(platformdirs.user_state_dir(APP))
 
 
+def cache_dir() -> Path:
+    """What can be made again (engine builds: `podtui local setup`)."""
+    override = os.environ.get("PODTUI_CACHE_DIR")
+    return Path(override) if override else Path(platformdirs.user_cache_dir(APP))
+
+
 def config_file() -> Path:
     return config_dir() / "config.toml"
 
@@ -40,4 +46,5 @@ def all_locations() -> dict[str, Path]:
         "known_hosts": known_hosts_file(),
         "state_dir": state_dir(),
         "log_dir": log_dir(),
+        "cache_dir": cache_dir(),
     }
