@@ -9,6 +9,8 @@ scripts/install-system-deps.sh
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 .venv/bin/python -m pip install --quiet --upgrade pip 2>/dev/null || true
 .venv/bin/python -m pip install --quiet -e '.[test]'
+# What a user's first install does: the wheel, alone in a fresh venv, runs both entry points.
+PYTHON=.venv/bin/python scripts/check-package.sh
 PYTHON=.venv/bin/python scripts/build-llama-server.sh >/dev/null
 PYTHON=.venv/bin/python scripts/build-koboldcpp.sh >/dev/null   # after it: one build at a time
 .venv/bin/python -m tests.testbed.models >/dev/null

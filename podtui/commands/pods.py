@@ -17,6 +17,8 @@ from pathlib import Path
 
 import click
 
+from podtui.image_ref import default_image_text
+
 from podtui.display import format_price, format_uptime
 from podtui.errors import UsageProblem
 from podtui.providers.base import ENGINE_KEY_NAMES, SECRET_ENV_NAMES, Pod, PodSpec, Provider
@@ -131,7 +133,10 @@ def _env_pairs(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--network-volume", default=None, metavar="VOLUME_ID", help="Use this network volume instead.")
 @click.option("--idle-stop", "idle_stop", type=click.FloatRange(min=1), default=None, metavar="MINUTES",
               help="IDLE_STOP_MINUTES: the pod stops itself after this long without use.")
-@click.option("--image", default=None, help="Pod image (default: PODTUI_IMAGE or [runpod] image in the config).")
+@click.option("--image", default=None,
+              help="Pod image. Default: PODTUI_IMAGE, else [runpod] image in the config, else the image "
+                   f"published for this podtui version ({default_image_text()}). Your own: build image/ "
+                   "(image/README.md), push it, pass its reference here.")
 @click.option("--cloud", type=click.Choice(["SECURE", "COMMUNITY"]), default="SECURE", show_default=True)
 @click.option("--env", "extra_env", multiple=True, metavar="NAME=VALUE", help="More pod environment; repeatable.")
 @click.option("--with-hf-token", is_flag=True,

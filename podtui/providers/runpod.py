@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from podtui.config import Config, load_config, permission_warning
+from podtui.image_ref import published_image
 from podtui.providers.base import (DEFAULT_ENGINE_PORT, GpuType, LogLine, Pod, PodSpec, Provider,
                                    ProviderError, SshEndpoint)
 from podtui.providers.runpod_api import (API_KEY_FIX, DEFAULT_API_URL, ApiKey, MalformedResponse,
@@ -156,7 +157,7 @@ class RunpodProvider(Provider):
             raise NoApiKey("no Runpod API key is configured", API_KEY_FIX)
         url = os.environ.get(API_URL_ENV) or config.get("runpod", "api_url") or DEFAULT_API_URL
         timeout = timeout_s or float(os.environ.get("PODTUI_RUNPOD_TIMEOUT_S") or config.get("runpod", "timeout_s") or 30)
-        image = os.environ.get(IMAGE_ENV) or config.get("runpod", "image") or ""
+        image = os.environ.get(IMAGE_ENV) or config.get("runpod", "image") or published_image() or ""
         if retry is None and os.environ.get("PODTUI_RUNPOD_BACKOFF_S"):  # tests shorten the waits
             retry = RetryPolicy(backoff_s=float(os.environ["PODTUI_RUNPOD_BACKOFF_S"]), max_retry_after_s=5.0)
         quiet = float(os.environ.get("PODTUI_RUNPOD_LOG_QUIET_S") or 2.0)
