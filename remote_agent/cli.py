@@ -1,4 +1,4 @@
-"""`remote-agent` entry point: boot (image entrypoint), daemon, rpc (stdio bridge over SSH)."""
+"""`remote-agent` entry point: boot (image entrypoint), daemon, rpc (stdio bridge over SSH), serverless-worker."""
 
 from __future__ import annotations
 
@@ -27,6 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_daemon_arguments(daemon)
     rpc = sub.add_parser("rpc", help="bridge stdin/stdout to the daemon's socket (used over SSH)")
     rpc.add_argument("--socket", help="the daemon's socket (env REMOTE_AGENT_SOCKET; default as for the daemon)")
+    worker = sub.add_parser("serverless-worker",
+                            help="Runpod serverless job loop (boot starts it with MODE_TO_RUN=serverless)")
+    from remote_agent.serverless.worker import add_worker_arguments
+
+    add_worker_arguments(worker)
     return parser
 
 
@@ -51,5 +56,9 @@ def main(argv: list[str] | None = None) -> None:
         from remote_agent.boot import main_from_args
 
         sys.exit(main_from_args(args))
+    if args.command == "serverless-worker":
+        from remote_agent.serverless.worker import main_from_args as run_worker
+
+        sys.exit(run_worker(args))
     print(f"remote-agent {args.command} is not built yet (issue #5)", file=sys.stderr)
     sys.exit(1)
