@@ -38,6 +38,20 @@ class MalformedResponse(ProviderError):
     pass
 
 
+@dataclass(frozen=True)
+class Subject:
+    """What a call is about, for the words of its errors (404, 403, 409): the noun, the verb that
+    lists such things, the access a key needs, and the error a 404 raises."""
+
+    noun: str = "pod"
+    listing: str = "podtui pods"
+    access: str = "pods"
+    not_found: type[ProviderError] = PodNotFound
+
+
+PODS = Subject()
+
+
 class ApiKey:
     """A Runpod API key that does not show itself in reprs, logs or tracebacks."""
 
@@ -166,9 +180,11 @@ class RunpodApi:
     # -- plain JSON calls ------------------------------------------------------------------
 
     def call(self, method: str, path: str, *, body: dict | None = None, params: dict | None = None,
-             what: str = "", idempotent: bool = True) -> object | None:
-        """JSON result of one call (None for 204), after retries; ProviderError subclasses otherwise."""
-        response = self._send(method, path, body=body, params=params, what=what, idempotent=idempotent)
+             what: str = "", idempotent: bool = True, subject: Subject = PODS) -> object | None:
+        """JSON result of one call (None for 204), after retries; ProviderError subclasses otherwise
+        (a 404 raises subject.not_found; the fixes name subject.listing)."""
+        response = self._send(method, path, body=body, params=params, what=what, idempotent=idempotent,
+                              subject=subject)
         try:
             if response.status_code == 204 or not response.content:
                 return None
@@ -189,11 +205,12 @@ class RunpodApi:
     # -- Server-Sent Events ----------------------------------------------------------------
 
     def stream_events(self, path: str, *, params: dict | None = None, headers: dict | None = None,
-                      read_timeout_s: float, max_duration_s: float | None, what: str) -> Iterator[SseEvent]:
+                      read_timeout_s: float, max_duration_s: float | None, what: str,
+                      subject: Subject = PODS) -> Iterator[SseEvent]:
         """Events until the server ends the stream, nothing arrives for read_timeout_s, or
         max_duration_s passes. Iterating is blocking; closing the generator closes the stream."""
         response = self._send("GET", path, params=params, headers=headers, what=what, idempotent=True,
-                              stream=True, read_timeout_s=read_timeout_s)
+                              stream=True, read_timeout_s=read_timeout_s, subject=subject)
         started = time.monotonic()
         try:
             for event in parse_sse(response.iter_lines()):
@@ -204,7 +221,7 @@ class RunpodApi:
             return  # quiet: the backfill is over and nothing new arrived
         except httpx.TransportError as exc:
             raise RunpodUnavailable(f"the log stream from Runpod broke while {what}: {type(exc).__name__}",
-                                    "try again; the pod itself is not affected") from None
+                                    f"try again; the {subject.noun} itself is not affected") from None
         finally:
             response.close()
 
@@ -212,7 +229,7 @@ class RunpodApi:
 
     def _send(self, method: str, path: str, *, body: dict | None = None, params: dict | None = None,
               headers: dict | None = None, what: str, idempotent: bool, stream: bool = False,
-              read_timeout_s: float | None = None) -> httpx.Response:
+              read_timeout_s: float | None = None, subject: Subject = PODS) -> httpx.Response:
         what = what or f"{method} {path}"
         timeout = None
         if read_timeout_s is not None:
@@ -253,7 +270,7 @@ class RunpodApi:
             if status >= 500 and can_retry:
                 self._wait(self.retry.backoff(attempt), f"Runpod answered HTTP {status}; retry {attempt}")
                 continue
-            raise self._error_for(response, what, attempt)
+            raise self._error_for(response, what, attempt, subject)
 
     def _wait(self, seconds: float, note: str) -> None:
         if self._on_wait is not None:
@@ -273,7 +290,8 @@ class RunpodApi:
             parts.append("; ".join(str(e) for e in errors[:5]))
         return self.key.scrub(": ".join(p for p in parts if p))[:500]
 
-    def _error_for(self, response: httpx.Response, what: str, attempts: int) -> ProviderError:
+    def _error_for(self, response: httpx.Response, what: str, attempts: int,
+                   subject: Subject = PODS) -> ProviderError:
         status = response.status_code
         detail = self._detail(response)
         said = f" (Runpod says: {detail})" if detail else ""
@@ -281,16 +299,16 @@ class RunpodApi:
             return ApiKeyRejected(f"Runpod API key rejected (from {self.key.source})", API_KEY_FIX)
         if status == 403:
             return ProviderError(f"the Runpod API key may not do this: {what}{said}",
-                                 "give the key read/write access to pods in the Runpod console")
+                                 f"give the key read/write access to {subject.access} in the Runpod console")
         if status == 404:
-            return PodNotFound(f"Runpod has no such resource while {what}{said}",
-                               "run `podtui pods` to see the pods and their ids")
+            return subject.not_found(f"Runpod has no such resource while {what}{said}",
+                                     f"run `{subject.listing}` to see the {subject.noun}s and their ids")
         if status == 402:
             return ProviderError(f"Runpod refused for lack of balance while {what}{said}",
                                  "add credit to the Runpod account")
         if status == 409:
-            return ProviderError(f"Runpod says that is not possible in the pod's current state{said}",
-                                 "run `podtui pods` to see its status")
+            return ProviderError(f"Runpod says that is not possible in the {subject.noun}'s current state{said}",
+                                 f"run `{subject.listing}` to see its status")
         if status == 429:
             return RunpodUnavailable(f"Runpod kept rate-limiting podtui ({attempts} tries) while {what}",
                                      "wait a minute and try again")
