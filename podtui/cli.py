@@ -22,6 +22,7 @@ VERBS = {
     "tunnel": "tunnel", "agent": "agent", "hostkey": "hostkey", "hosts": "hosts",
     "pods": "pods", "launch": "pods", "stop": "pods", "resume": "pods", "terminate": "pods",
     "local": "local", "locate": "locate",
+    "endpoints": "endpoints",
 }
 
 
