@@ -2,8 +2,9 @@
 
 Runpod itself is unreachable from the test machines, so this serves the endpoints podtui uses —
 `GET/POST /v2/pods`, `GET/DELETE /v2/pods/{id}`, `POST /v2/pods/{id}/action`,
-`GET /v2/pods/{id}/logs` (Server-Sent Events, `tail`, `Last-Event-ID`) and `GET /v2/catalog/gpus` —
-following the spec, and checks both sides of every exchange against the spec's own schemas with
+`GET /v2/pods/{id}/logs` (Server-Sent Events, `tail`, `Last-Event-ID`) and `GET /v2/catalog/gpus`,
+plus the serverless endpoints, their workers and logs, and templates (tests/testbed/runpod_serverless.py)
+— following the spec, and checks both sides of every exchange against the spec's own schemas with
 jsonschema (`$ref`s resolved from the spec file, which stays outside the repo):
 
 - a request body that breaks its schema gets the spec's 422 ErrorResponse, and is recorded in
@@ -30,6 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from tests.testbed.runpod_serverless import ServerlessRoutes
 from tests.testbed.runpod_spec import SPEC_PATH, SpecSchemas
 
 __all__ = ["SPEC_PATH", "Fault", "RunpodDouble", "SpecSchemas"]
@@ -57,16 +59,16 @@ def _now() -> str:
 
 GPUS = [
     {"id": "NVIDIA GeForce RTX 4090", "name": "RTX 4090", "pool": "ADA_24", "manufacturer": "NVIDIA",
-     "memory": 24, "secure": True, "community": True, "price": {"secure": 0.69, "community": 0.34},
+     "memory": 24, "secure": True, "community": True, "price": {"secure": 0.69, "community": 0.34, "serverless": 1.1},
      "maxCount": {"secure": 8, "community": 4}},
     {"id": "NVIDIA A40", "name": "A40", "pool": "AMPERE_48", "manufacturer": "NVIDIA", "memory": 48,
-     "secure": True, "community": False, "price": {"secure": 0.44, "community": 0.0},
+     "secure": True, "community": False, "price": {"secure": 0.44, "community": 0.0, "serverless": 1.22},
      "maxCount": {"secure": 8, "community": 0}},
 ]
 
 
 @dataclass
-class RunpodDouble:
+class RunpodDouble(ServerlessRoutes):
     api_key: str
     spec_path: Path = SPEC_PATH
     ssh_host: str = "203.0.113.7"           # where a RUNNING pod's port 22 points
@@ -81,6 +83,7 @@ class RunpodDouble:
     request_violations: list[str] = field(default_factory=list)
     response_violations: list[str] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
+    gpus: list[dict] = field(default_factory=lambda: json.loads(json.dumps(GPUS)))  # the catalog served
     server: ThreadingHTTPServer | None = None
 
     def __post_init__(self) -> None:
@@ -90,6 +93,7 @@ class RunpodDouble:
         self._seq = itertools.count(1)
         self._steps: dict[str, int] = {}
         self._stopping = threading.Event()
+        self._init_serverless()
 
     # -- test controls ---------------------------------------------------------------------
 
@@ -251,7 +255,8 @@ class RunpodDouble:
         auth = handler.headers.get("Authorization", "")
         with self._lock:
             self.requests.append({"method": method, "path": path, "query": query, "body": body,
-                                  "authorized": auth == f"Bearer {self.api_key}"})
+                                  "authorized": auth == f"Bearer {self.api_key}",
+                                  "last_event_id": handler.headers.get("Last-Event-ID")})
             fault = next((f for f in self.faults if f.times > 0 and f.matches(method, path)), None)
             if fault is not None:
                 fault.times -= 1
@@ -282,7 +287,11 @@ class RunpodDouble:
     def _route(self, handler, method: str, path: str, query: dict, body) -> None:
         segments = path.strip("/").split("/")
         if segments[:2] == ["v2", "catalog"] and segments[2:] == ["gpus"] and method == "GET":
-            return self._send_json(handler, 200, {"gpus": GPUS}, "ListGpuTypesResponse")
+            if ("include" in query) != ("product" in query):   # the spec: 400 either way
+                return self._problem(handler, 400, "Bad Request", "include=AVAILABILITY and product go together")
+            return self._send_json(handler, 200, {"gpus": self.gpus}, "ListGpuTypesResponse")
+        if segments[:2] in (["v2", "serverless"], ["v2", "templates"]):
+            return self._route_serverless(handler, method, segments, query, body)
         if segments[:2] != ["v2", "pods"]:
             return self._problem(handler, 404, "Not Found", "resource not found")
         if len(segments) == 2:
