@@ -267,10 +267,16 @@ class RunpodApi:
                            self.retry.max_retry_after_s)
                 self._wait(wait, f"Runpod rate limit; waiting {wait:g} s (retry {attempt})")
                 continue
-            if status >= 500 and can_retry:
+            # A 5xx to a create may come after Runpod acted on it (a proxy timing out): retrying
+            # could make a second pod or endpoint, so only idempotent calls are retried.
+            if status >= 500 and can_retry and idempotent:
                 self._wait(self.retry.backoff(attempt), f"Runpod answered HTTP {status}; retry {attempt}")
                 continue
-            raise self._error_for(response, what, attempt, subject)
+            error = self._error_for(response, what, attempt, subject)
+            if status >= 500 and not idempotent:
+                error = RunpodUnavailable(f"{error}; the request may still have taken effect",
+                                          f"run `{subject.listing}` before trying again, so nothing is made twice")
+            raise error
 
     def _wait(self, seconds: float, note: str) -> None:
         if self._on_wait is not None:

@@ -112,6 +112,14 @@ def test_5xx_retry_limit(runpod_double):
     assert len(runpod_double.requests) == 4
 
 
+def test_a_5xx_to_a_create_is_never_retried_and_says_it_may_have_taken_effect(provider, runpod_double):
+    runpod_double.inject(502, times=1, method="POST")
+    with pytest.raises(RunpodUnavailable) as caught:
+        provider.create_pod(PodSpec(gpu="NVIDIA GeForce RTX 4090", model="org/repo:Q4_K_M"))
+    assert "may still have taken effect" in str(caught.value) and "podtui pods" in caught.value.fix
+    assert [r["method"] for r in runpod_double.requests] == ["POST"]  # one try: never a second pod
+
+
 def test_malformed_json_is_a_clear_error(provider, runpod_double):
     runpod_double.inject(200, malformed=True)
     with pytest.raises(MalformedResponse, match="cannot read"):
