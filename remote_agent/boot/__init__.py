@@ -9,7 +9,13 @@ Never crash-loop (seed 000 Q6): Runpod restarts a container that exits, which hi
 On an unrecoverable error boot prints the problem and what to do, then stays up — sshd keeps
 running when it was started, so you can log in and look — until the pod is stopped.
 `--exit-on-error` exits 1 instead (tests, local use). `--dry-run`/DRYRUN prints every step and
-changes nothing. Standard library only.
+changes nothing.
+
+MODE_TO_RUN=serverless (boot/serverless.py) runs only the daemon and the serverless worker. There a
+broken worker exits instead of staying up: nobody can log in to a serverless worker, and one that
+stays up takes no jobs while it is billed; Runpod marks a worker that keeps exiting unhealthy, which
+`podtui endpoints` shows. An engine that fails is not such a case: the worker serves each job its
+failure (the daemon pauses the engine instead of crash-looping, as in a pod). Standard library only.
 """
 
 from __future__ import annotations
@@ -21,11 +27,13 @@ import subprocess
 import threading
 
 from remote_agent import __version__
+from remote_agent.boot import serverless
 from remote_agent.boot.config import (
     BootConfig,
     BootConfigError,
     add_boot_arguments,
     config_from,
+    mode_from,
     truthy,
 )
 from remote_agent.boot.steps import (
@@ -55,6 +63,7 @@ class Boot:
         self.shutdown = threading.Event()
         self.sshd: subprocess.Popen | None = None
         self.daemon: subprocess.Popen | None = None
+        self.worker: subprocess.Popen | None = None  # serverless mode: the SDK job loop
         self.idle_thread: threading.Thread | None = None
         self.engine_key: EngineKey | None = None  # the key the engine MODEL starts with requires
 
@@ -62,7 +71,9 @@ class Boot:
     def start(self) -> None:
         cfg, rep = self.cfg, self.rep
         rep.step(f"remote-agent {__version__} boot{' (dry run: nothing is changed)' if cfg.dry_run else ''}"
-                 f"; pod {cfg.pod_id}")
+                 f"; {'worker' if cfg.serverless else 'pod'} {cfg.pod_id}")
+        if cfg.serverless:
+            return self.start_serverless()
         keys = ensure_host_keys(cfg, rep)
         install_public_keys(cfg, rep)
         self.sshd = start_sshd(cfg, rep)
@@ -70,6 +81,14 @@ class Boot:
         self.engine_key = prepare_engine_key(cfg, rep)  # before the daemon, which reads the same file
         self.daemon = start_daemon(cfg, rep)
         self.start_idle_watcher()
+
+    def start_serverless(self) -> None:
+        """The daemon (engine slots matching the concurrency), then the worker; see boot/serverless.py."""
+        cfg, rep = self.cfg, self.rep
+        serverless.describe(cfg, rep)
+        self.engine_key = prepare_engine_key(cfg, rep)
+        self.daemon = start_daemon(cfg, rep, serverless.engine_environment(cfg, rep))
+        self.worker = serverless.start_worker(cfg, rep)
 
     def start_idle_watcher(self) -> None:
         cfg, rep = self.cfg, self.rep
@@ -105,11 +124,22 @@ class Boot:
 
     # -- lifetime --
     def supervise(self) -> BootError | None:
-        """Wait until shutdown (→ None) or a child dies (→ the error to report)."""
+        """Wait until shutdown (→ None) or a child dies (→ the error to report). A serverless worker that
+        ends by itself with status 0 (the SDK stopped it) is a shutdown too."""
         while not self.shutdown.wait(SUPERVISE_POLL_S):
+            if self.worker is not None and self.worker.poll() is not None:
+                if self.worker.returncode == 0:
+                    self.rep.step("the serverless worker finished; stopping the daemon")
+                    return None
+                return BootError(f"the serverless worker exited with code {self.worker.returncode}",
+                                 "its lines above say why; fix the endpoint's settings and update the endpoint "
+                                 "(this worker exits so that Runpod replaces it)")
             if self.sshd is not None and self.sshd.poll() is not None:
                 return BootError(f"sshd exited with code {self.sshd.returncode}; nobody can log in",
                                  "read sshd's lines above; stop the pod, fix the cause, start it again")
+            if self.daemon is not None and self.daemon.poll() is not None and self.cfg.serverless:
+                return BootError(f"the agent daemon exited with code {self.daemon.returncode}",
+                                 "its lines above say why; this worker exits so that Runpod replaces it")
             if self.daemon is not None and self.daemon.poll() is not None:
                 return BootError(
                     f"the agent daemon exited with code {self.daemon.returncode}",
@@ -126,7 +156,8 @@ class Boot:
 
     def stop_children(self) -> None:
         self.shutdown.set()
-        for child in (self.daemon, self.sshd):  # each leads its own group (start_new_session)
+        # The worker first: it finishes the jobs in flight (the SDK's SIGTERM drain) while the engine serves.
+        for child in (self.worker, self.daemon, self.sshd):  # each leads its own group (start_new_session)
             if child is not None:
                 terminate_popen(child, STOP_GRACE_S)
 
@@ -139,7 +170,8 @@ def run(cfg: BootConfig, rep: Reporter) -> int:
     boot = Boot(cfg, rep)
 
     def on_signal(signum, _frame) -> None:
-        rep.step(f"received {signal.Signals(signum).name}: stopping the daemon and sshd")
+        rep.step(f"received {signal.Signals(signum).name}: stopping "
+                 f"{'the worker and the daemon' if cfg.serverless else 'the daemon and sshd'}")
         boot.shutdown.set()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -163,7 +195,7 @@ def run(cfg: BootConfig, rep: Reporter) -> int:
 
 
 def finish_failed(boot: Boot) -> int:
-    if boot.cfg.exit_on_error:
+    if boot.cfg.exit_on_error or boot.cfg.serverless:
         boot.stop_children()
         return 1
     boot.hold()
@@ -178,13 +210,22 @@ def main_from_args(args: argparse.Namespace) -> int:
     except BootConfigError as exc:
         rep = Reporter(secret_values())
         rep.raw(f"[boot] ERROR: {exc}")
-        if args.exit_on_error or args.dry_run or truthy(os.environ.get("REMOTE_AGENT_BOOT_EXIT_ON_ERROR")):
+        if (args.exit_on_error or args.dry_run or truthy(os.environ.get("REMOTE_AGENT_BOOT_EXIT_ON_ERROR"))
+                or _serverless_env()):
             return 2
         rep.step("staying up so the pod does not restart in a loop; fix the variable in the "
                  "pod's settings and restart it")
         threading.Event().wait()
         return 2
     return run(cfg, Reporter(cfg.secrets))
+
+
+def _serverless_env() -> bool:
+    """Whether MODE_TO_RUN asks for serverless (a bad value is not serverless: a pod stays up to say so)."""
+    try:
+        return mode_from(dict(os.environ)) == "serverless"
+    except BootConfigError:
+        return False
 
 
 def main(argv: list[str] | None = None) -> None:

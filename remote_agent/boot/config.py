@@ -2,7 +2,13 @@
 
 Every path is configurable so the tests can boot a real sshd and daemon in a temporary root:
 `--root DIR` moves all default paths under DIR, and each path also has its own flag / env var.
-Standard library only.
+
+MODE_TO_RUN (seed 001) picks what the container is: `pod` (the default: everything below, exactly as
+before the mode existed) or `serverless` (a Runpod Serverless worker: boot/serverless.py). In
+serverless mode the volume is the endpoint's network volume at BASE_PATH (default /runpod-volume,
+seed 002), models go to BASE_PATH/models unless MODEL_DIR says otherwise, and the agent's state
+stays on the worker's own disk: the network volume is shared by every worker of the endpoint at
+once, and each worker's engine record and key are its own. Standard library only.
 """
 
 from __future__ import annotations
@@ -16,9 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from remote_agent.child_env import secret_values  # values never printed, in any form
+from remote_agent.serverless.config import (
+    Concurrency, ServerlessConfigError, concurrency_from, request_timeout_from)
 
 DEFAULT_ENGINE_PORT = 5002
 DEFAULT_VOLUME = "workspace"  # Runpod mounts the volume at /workspace unless the template says otherwise
+DEFAULT_BASE_PATH = "runpod-volume"  # where Runpod mounts an endpoint's network volume (SERVERLESS.md §4.3)
+MODES = ("pod", "serverless")
 FALSE_WORDS = {"", "0", "false", "no", "off"}
 
 
@@ -63,10 +73,18 @@ class BootConfig:
     runpod_api_url: str
     runpod_api_key: str | None = field(repr=False)
     env: dict[str, str] = field(repr=False)
+    mode: str = "pod"  # MODE_TO_RUN
+    concurrency: Concurrency | None = None  # serverless: jobs at once (MAX_CONCURRENCY / CONCURRENCY_MODIFIER)
+
+    @property
+    def serverless(self) -> bool:
+        return self.mode == "serverless"
 
     @property
     def secrets(self) -> list[str]:
-        return secret_values(self.env)
+        """Values never printed: the pod's secrets, and in serverless mode the worker's job-queue key."""
+        worker_key = self.env.get("RUNPOD_AI_API_KEY", "").strip() if self.serverless else ""
+        return [*secret_values(self.env), *([worker_key] if worker_key else [])]
 
 
 def add_boot_arguments(parser: argparse.ArgumentParser) -> None:
@@ -123,16 +141,44 @@ def _idle_minutes(env: dict[str, str]) -> float | None:
     return value
 
 
+def mode_from(env: dict[str, str]) -> str:
+    """MODE_TO_RUN: "pod" (also when unset) or "serverless", any case. Raises BootConfigError."""
+    raw = env.get("MODE_TO_RUN", "").strip()
+    mode = raw.lower() or "pod"
+    if mode not in MODES:
+        raise BootConfigError(f"MODE_TO_RUN={raw!r} is not a mode; set pod (SSH and a tunnel, the default) or "
+                              "serverless (a Runpod Serverless worker)")
+    return mode
+
+
+def _serverless(env: dict[str, str]) -> Concurrency:
+    if not env.get("MODEL", "").strip():
+        raise BootConfigError("MODE_TO_RUN=serverless needs MODEL: a serverless worker serves the one model it "
+                              "loads at start; set MODEL in the endpoint's environment (e.g. org/repo:Q4_K_M, or "
+                              "a .gguf path on the network volume)")
+    try:
+        return concurrency_from(env)
+    except ServerlessConfigError as exc:
+        raise BootConfigError(str(exc)) from None
+
+
 def config_from(args: argparse.Namespace, env: dict[str, str] | None = None) -> BootConfig:
     env = dict(os.environ if env is None else env)
     root = Path(args.root or env.get("REMOTE_AGENT_ROOT") or "/")
+    mode = mode_from(env)
+    concurrency = _serverless(env) if mode == "serverless" else None
 
     def path(flag: str | None, env_name: str | None, default: Path) -> Path:
         value = flag or (env.get(env_name) if env_name else None)
         return Path(value) if value else default
 
-    volume = path(None, "REMOTE_AGENT_VOLUME", root / DEFAULT_VOLUME)
     run_dir = root / "run" / "remote-agent"
+    if mode == "serverless":  # the network volume, shared by the endpoint's workers; state stays local
+        volume = path(None, "BASE_PATH", root / DEFAULT_BASE_PATH)
+        state_default = run_dir / "state"
+    else:
+        volume = path(None, "REMOTE_AGENT_VOLUME", root / DEFAULT_VOLUME)
+        state_default = volume / ".podtui" / "agent"
     daemon_command = (shlex.split(args.daemon_command) if args.daemon_command
                       else [sys.executable, "-m", "remote_agent", "daemon"])
     pod_id = env.get("RUNPOD_POD_ID", "").strip()
@@ -154,7 +200,7 @@ def config_from(args: argparse.Namespace, env: dict[str, str] | None = None) -> 
         run_dir=run_dir,
         privsep_dir=Path("/run/sshd"),  # compiled into Debian's sshd; not movable
         models_dir=path(args.models_dir, "MODEL_DIR", volume / "models"),
-        state_dir=path(args.state_dir, None, volume / ".podtui" / "agent"),
+        state_dir=path(args.state_dir, None, state_default),
         socket=path(args.socket, "REMOTE_AGENT_SOCKET", run_dir / "agent.sock"),
         daemon_command=daemon_command,
         engine=env.get("ENGINE", "").strip() or "llama-server",
@@ -169,6 +215,8 @@ def config_from(args: argparse.Namespace, env: dict[str, str] | None = None) -> 
         runpod_api_url=(args.runpod_api_url or env.get("RUNPOD_API_URL") or "https://api.runpod.io"),
         runpod_api_key=env.get("RUNPOD_API_KEY") or None,
         env=env,
+        mode=mode,
+        concurrency=concurrency,
     )
     # The daemon refuses a bad ENGINE, CTX, ARGS, PARALLEL …: say so now, dry runs included,
     # instead of after sshd is up and the daemon has exited.
@@ -176,6 +224,8 @@ def config_from(args: argparse.Namespace, env: dict[str, str] | None = None) -> 
 
     try:
         engine_env(env)
-    except SettingsError as exc:
+        if mode == "serverless":
+            request_timeout_from(env)
+    except (SettingsError, ServerlessConfigError) as exc:
         raise BootConfigError(str(exc)) from None
     return config

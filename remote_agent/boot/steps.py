@@ -357,7 +357,8 @@ def _shown(name: str, value: str) -> str:
         return "<unparsable>"
 
 
-def start_daemon(cfg: BootConfig, rep: Reporter) -> subprocess.Popen | None:
+def start_daemon(cfg: BootConfig, rep: Reporter, env: dict[str, str] | None = None) -> subprocess.Popen | None:
+    """Start the daemon with env (default daemon_environment(cfg)); None in a dry run."""
     cmd = daemon_command(cfg)
     if cfg.dry_run:
         rep.would(f"create {cfg.models_dir} and {cfg.state_dir}")
@@ -368,7 +369,7 @@ def start_daemon(cfg: BootConfig, rep: Reporter) -> subprocess.Popen | None:
     cfg.socket.parent.mkdir(parents=True, mode=0o700, exist_ok=True)  # contract B: parent dir 0700
     rep.step(f"starting the agent daemon: {shlex.join(cmd)}  ({describe_engine_env(cfg)})")
     try:
-        return subprocess.Popen(cmd, env=daemon_environment(cfg), start_new_session=True)
+        return subprocess.Popen(cmd, env=env or daemon_environment(cfg), start_new_session=True)
     except OSError as exc:
         raise BootError(f"the agent daemon could not start: {exc}",
                         "check that the podtui package is installed in the image's venv") from None

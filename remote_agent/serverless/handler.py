@@ -16,13 +16,18 @@ output list, §1.1):
   show the client a traceback, §1.4). An engine that dies mid-job closes its sockets, so httpx
   fails at once and the link names the cause; one that hangs is cut off after REQUEST_TIMEOUT.
 
-A job the platform stops (cancel, execution timeout) is cancelled by the SDK: the CancelledError
-runs through `async with client.stream(...)`, which closes the engine connection — llama-server then
-stops generating for it — and goes on up to the SDK.
+A job the platform stops (cancel, execution timeout) is cancelled by the SDK (task.cancel(), §1.4).
+When the CancelledError lands in the handler, it runs through `async with client.stream(...)`, which
+closes the engine connection — llama-server then stops generating for it — and goes on up to the
+SDK. But mostly it lands in the SDK's own await (posting the last chunk) while the handler sits at
+a `yield`; nothing would close the handler then until the garbage collector finds it, and the
+engine would go on generating into a full socket. So each job's work runs in an inner generator
+that a done-callback on the job's task closes (`aclose()`) when the task ends first.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -50,6 +55,7 @@ class JobHandler:
         self.request_timeout_s = request_timeout_s
         self.concurrency = concurrency
         self._client: httpx.AsyncClient | None = None
+        self._closing: set[asyncio.Task] = set()
 
     def client(self) -> httpx.AsyncClient:
         """The worker's one AsyncClient, made in the running loop on first use (the SDK's loop)."""
@@ -62,7 +68,26 @@ class JobHandler:
 
     async def handle(self, job: dict) -> AsyncIterator[Any]:
         """The SDK handler: job {"id", "input"} → what the module docstring lists. Yields a JobError's
-        wire form instead of raising; lets CancelledError (a stopped job) through."""
+        wire form instead of raising; lets CancelledError (a stopped job) through, and closes the
+        engine request when the job's task ends before this generator does."""
+        work = self._job(job)
+        task = asyncio.current_task()
+
+        def close_work(_task: asyncio.Future) -> None:
+            closing = asyncio.get_running_loop().create_task(work.aclose())
+            self._closing.add(closing)  # a task nobody holds may be collected before it ran
+            closing.add_done_callback(self._closing.discard)
+
+        if task is not None:
+            task.add_done_callback(close_work)
+        try:
+            async for item in work:
+                yield item
+        finally:
+            if task is not None:
+                task.remove_done_callback(close_work)
+
+    async def _job(self, job: dict) -> AsyncIterator[Any]:
         try:
             call = parse_job_input(job.get("input"))
             async for item in self._serve(call):

@@ -68,6 +68,7 @@ class Worker:
     last_seen: float = 0.0
     idle_since: float = 0.0
     stopping: bool = False
+    asking: int = 0  # how many jobs its job-take held right now asks for (0: none held)
 
 
 class PlatformState:
@@ -88,20 +89,29 @@ class PlatformState:
     # -- jobs -------------------------------------------------------------------------------------
     def submit(self, job_input: Any, policy: dict | None = None) -> Job:
         """Queue a job; policy.executionTimeout (ms) overrides the endpoint's execution timeout."""
+        return self.submit_many([job_input], policy)[0]
+
+    def submit_many(self, inputs: list[Any], policy: dict | None = None) -> list[Job]:
+        """Queue jobs at one instant: a worker's next take sees them all (as when they queued while it
+        was busy)."""
         timeout_ms = (policy or {}).get("executionTimeout")
+        timeout_s = timeout_ms / 1000 if isinstance(timeout_ms, (int, float)) else self.execution_timeout_s
         with self.cond:
-            job = Job(f"job-{next(self._ids)}", job_input, time.monotonic(),
-                      timeout_ms / 1000 if isinstance(timeout_ms, (int, float)) else self.execution_timeout_s)
-            self.jobs[job.id] = job
-            self.pending.append(job.id)
+            jobs = [Job(f"job-{next(self._ids)}", job_input, time.monotonic(), timeout_s) for job_input in inputs]
+            for job in jobs:
+                self.jobs[job.id] = job
+                self.pending.append(job.id)
             self.cond.notify_all()
-            return job
+            return jobs
 
     def take(self, worker_id: str, n: int, hold_s: float, stopping: threading.Event) -> list[Job]:
         """Up to n queued jobs for worker_id, waiting up to hold_s for one (a long-poll)."""
         with self.cond:
             self.seen(worker_id, took=True)
+            worker = self.workers[worker_id]
+            worker.asking = n
             self.cond.wait_for(lambda: self.pending or stopping.is_set(), hold_s)
+            worker.asking = 0
             taken = []
             while self.pending and len(taken) < n and not stopping.is_set():
                 job = self.jobs[self.pending.popleft()]
