@@ -23,6 +23,7 @@ VERBS = {
     "pods": "pods", "launch": "pods", "stop": "pods", "resume": "pods", "terminate": "pods",
     "local": "local", "locate": "locate",
     "endpoints": "endpoints",
+    "serve": "serve",
 }
 
 
