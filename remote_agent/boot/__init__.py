@@ -74,6 +74,9 @@ class Boot:
                  f"; {'worker' if cfg.serverless else 'pod'} {cfg.pod_id}")
         if cfg.serverless:
             return self.start_serverless()
+        if cfg.env.get("RUNPOD_WEBHOOK_GET_JOB"):  # only Runpod's serverless workers have a job queue
+            rep.warn("this container is a Runpod serverless worker (RUNPOD_WEBHOOK_GET_JOB is set) but "
+                     "MODE_TO_RUN is not serverless: it will take no job; set MODE_TO_RUN=serverless on the endpoint")
         keys = ensure_host_keys(cfg, rep)
         install_public_keys(cfg, rep)
         self.sshd = start_sshd(cfg, rep)
@@ -221,7 +224,10 @@ def main_from_args(args: argparse.Namespace) -> int:
 
 
 def _serverless_env() -> bool:
-    """Whether MODE_TO_RUN asks for serverless (a bad value is not serverless: a pod stays up to say so)."""
+    """Whether this is (meant to be) a serverless worker: MODE_TO_RUN says so, or Runpod gave it a job
+    queue (RUNPOD_WEBHOOK_GET_JOB) — then even a misspelt MODE_TO_RUN must not hold a billed worker."""
+    if os.environ.get("RUNPOD_WEBHOOK_GET_JOB"):
+        return True
     try:
         return mode_from(dict(os.environ)) == "serverless"
     except BootConfigError:

@@ -64,6 +64,9 @@ def _setup_logging(secrets: list[str]) -> None:
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False
+    # httpx logs every request at INFO through the root logger the SDK's imports set up: one line per
+    # job in the pod log, with nothing a person needs (the job lines above say what went wrong).
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _link(args: argparse.Namespace, api_key: str | None):

@@ -10,9 +10,10 @@ import httpx
 import pytest
 
 from tests.remote_agent.serverless.conftest import (
-    ENGINE_KEY, job_error, released_tokens, sse_content, sse_events, wait_until)
+    ENGINE_KEY, Runtime, job_error, released_tokens, sse_content, sse_events, wait_until)
 from tests.testbed.llama import LlamaServer
-from tests.testbed.sdk_worker import start_sdk_worker
+from tests.testbed.runpod_platform import PlatformDouble
+from tests.testbed.sdk_worker import sdk_worker_factory, start_sdk_worker
 
 pytestmark = pytest.mark.timeout(120)
 SLOTS = 4
@@ -163,3 +164,26 @@ def test_a_stopped_job_closes_its_engine_request_and_sends_no_result(runtime, pl
     assert job["status"] == "CANCELLED" and job["done_posts"] == 0, job
     # the worker goes on serving
     assert runtime.runsync({"prompt": "Hi", "max_tokens": 2})["status"] == "COMPLETED"
+
+
+def test_a_cold_endpoint_starts_a_worker_for_a_job_and_stops_it_when_idle(engine, tmp_path):
+    """The double's worker lifecycle with the real worker: initializing until its first take, the
+    cold start in delayTime, and an idle worker stopped (SIGTERM; the SDK exits 0)."""
+    started = []
+
+    def factory(env):
+        started.append(sdk_worker_factory(engine.port, api_key=ENGINE_KEY, log_dir=tmp_path)(env))
+        return started[-1]
+
+    with PlatformDouble(worker_factory=factory, cold_start_s=0.5, idle_timeout_s=1.0) as cold:
+        client = Runtime(cold)
+        assert cold.health()["workers"]["idle"] == cold.health()["workers"]["initializing"] == 0
+        job_id = client.http.post("/run", json={"input": {"prompt": "Hi", "max_tokens": 2}}).json()["id"]
+        wait_until(lambda: cold.health()["workers"]["initializing"] == 1, 2, "a worker initializing")
+        cold.wait_for(job_id, timeout_s=30)
+        status = client.http.get(f"/status/{job_id}").json()
+        assert status["status"] == "COMPLETED" and status["delayTime"] >= 500, status
+        assert cold.worker_starts == 1 and cold.health()["workers"]["idle"] == 1
+        wait_until(lambda: not cold.workers, 10, "the idle worker stopped")
+        assert started[0].exit_code == 0, started[0].output()
+        client.close()
