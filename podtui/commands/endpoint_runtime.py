@@ -1,9 +1,10 @@
-"""`podtui endpoints health | wake | test ID`: a Serverless endpoint's runtime, as its users see it.
+"""`podtui endpoints health | wake | test ENDPOINT`: a Serverless endpoint's runtime, as its users see it.
 
 Loaded lazily by the `endpoints` group (podtui/commands/endpoints.py, ENDPOINT_VERBS). They talk
-to the endpoint runtime (`https://api.runpod.ai/v2/{id}`, or PODTUI_RUNPOD_RUNTIME_URL), never to
-REST v2. Results go to stdout (text, or one JSON object with --json); progress and waits go to
-stderr (JSON lines with --json), so scripts parse stdout while people watch stderr.
+to the endpoint runtime (`https://api.runpod.ai/v2/{id}`, or PODTUI_RUNPOD_RUNTIME_URL); REST v2
+only to find an endpoint by its name. Results go to stdout (text, or one JSON object with --json);
+progress and waits go to stderr (JSON lines with --json), so scripts parse stdout while people
+watch stderr.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 
 import click
 
-from podtui.providers.runpod_runtime import RuntimeClient
+from podtui.providers.runpod_runtime import Health, RuntimeClient
 from podtui.services import endpoint_runtime as runtime
 
 PROGRESS_EVERY_S = 5.0   # how often a wait in the queue is reported
@@ -32,37 +33,36 @@ def _emit(as_json: bool, kind: str, text: str, **data) -> None:
         click.echo(f"[{_stamp()}] {text}", err=True)
 
 
-def open_runtime(endpoint_id: str, as_json: bool) -> RuntimeClient:
-    """The runtime client for ENDPOINT_ID; rate-limit waits and config warnings go to stderr."""
+def open_runtime(ref: str, as_json: bool) -> tuple[RuntimeClient, Health]:
+    """The runtime client for the endpoint whose id or name is REF, and its /health (see
+    runtime.open_endpoint); rate-limit waits and config warnings go to stderr."""
     warnings: list[str] = []
-    client = RuntimeClient.from_environment(
-        endpoint_id, on_wait=lambda note: _emit(as_json, "wait", note, detail=note), warnings=warnings)
+    opened = runtime.open_endpoint(ref, on_wait=lambda note: _emit(as_json, "wait", note, detail=note),
+                                   warnings=warnings)
     for warning in warnings:
         _emit(as_json, "warning", warning, message=warning)
-    return client
+    return opened
 
 
 @click.command()
-@click.argument("endpoint_id", metavar="ID")
+@click.argument("endpoint_id", metavar="ENDPOINT")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def health(endpoint_id: str, as_json: bool) -> None:
-    """Show whether endpoint ID is warm, waking, cold or unhealthy, from its runtime /health.
+    """Show whether ENDPOINT (an endpoint id or name) is warm, waking, cold or unhealthy, from its runtime /health.
 
     warm: a worker is idle or running (a request is answered now); waking: one is initializing
     (a cold start in progress); cold: none (the next request waits for a cold start); unhealthy:
     workers fail their health checks and none is ready (a crash loop: read the worker log).
     When jobs wait in the queue with no warm worker, the likely cause is named. Reading /health
-    wakes nothing and costs nothing; `podtui endpoints wake ID` starts a worker.
+    wakes nothing and costs nothing; `podtui endpoints wake ENDPOINT` starts a worker.
     """
-    client = open_runtime(endpoint_id, as_json)
-    try:
-        state = runtime.read_state(client)
-    finally:
-        client.close()
+    client, found = open_runtime(endpoint_id, as_json)
+    client.close()
+    state = runtime.classify(found, client.endpoint_id)
     if as_json:
-        click.echo(json.dumps({"endpoint": endpoint_id, **state.as_dict()}))
+        click.echo(json.dumps({"endpoint": client.endpoint_id, **state.as_dict()}))
         return
-    click.echo(f"endpoint {endpoint_id}: {state.state}")
+    click.echo(f"endpoint {client.endpoint_id}: {state.state}")
     workers, jobs = state.workers, state.jobs
     click.echo("  workers  " + ", ".join(f"{name} {workers.get(name, 0)}" for name in
                                          ("idle", "running", "initializing", "throttled", "unhealthy")))
@@ -74,21 +74,22 @@ def health(endpoint_id: str, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("endpoint_id", metavar="ID")
+@click.argument("endpoint_id", metavar="ENDPOINT")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=600, show_default=True,
               help="Seconds to wait for a worker to answer (Runpod marks a worker unhealthy after 7 min of "
                    "starting).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object; progress as JSON lines on stderr.")
 def wake(endpoint_id: str, timeout_s: float, as_json: bool) -> None:
-    """Start a worker on endpoint ID and wait until it answers; report the cold-start delay.
+    """Start a worker on ENDPOINT (an id or name) and wait until it answers; report the cold-start delay.
 
     Sends the cheapest real job there is: the worker's model list (input
     {"openai_route": "/v1/models"}, answered without generating; ttl 5 min, execution timeout
     30 s), then polls its status. The worker stays warm for the endpoint's idle timeout
-    afterwards, billed as worker time; `podtui serve ID` keeps it warm while you chat.
+    afterwards, billed as worker time; `podtui serve ENDPOINT` keeps it warm while you chat.
     Exit 1 when no worker answered within --timeout (the wake job is then cancelled).
     """
-    client = open_runtime(endpoint_id, as_json)
+    client, _ = open_runtime(endpoint_id, as_json)
+    endpoint_id = client.endpoint_id
     last = [0.0]
 
     def progress(kind: str, data: dict) -> None:
@@ -124,7 +125,7 @@ def wake(endpoint_id: str, timeout_s: float, as_json: bool) -> None:
 
 
 @click.command(name="test")
-@click.argument("endpoint_id", metavar="ID")
+@click.argument("endpoint_id", metavar="ENDPOINT")
 @click.option("--prompt", default="Say hello in five words.", show_default=True, help="The user message.")
 @click.option("--model", default=None, help="Model name to ask for (default: the first the endpoint lists).")
 @click.option("--max-tokens", type=click.IntRange(1, 8192), default=64, show_default=True)
@@ -133,14 +134,15 @@ def wake(endpoint_id: str, timeout_s: float, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object instead of the tokens.")
 def test_command(endpoint_id: str, prompt: str, model: str | None, max_tokens: int, timeout_s: float,
                  as_json: bool) -> None:
-    """Stream a chat completion from endpoint ID through its OpenAI route and time it.
+    """Stream a chat completion from ENDPOINT (an id or name) through its OpenAI route and time it.
 
     The request goes to /openai/v1/chat/completions with stream=true, as a chat client would send
-    it (base URL https://api.runpod.ai/v2/ID/openai/v1, the Runpod key as bearer). Tokens are
+    it (base URL https://api.runpod.ai/v2/<id>/openai/v1, the Runpod key as bearer). Tokens are
     printed as they arrive, then the time to first token and tokens per second. A cold endpoint
-    answers only after a worker starts: run `podtui endpoints wake ID` first to time a warm one.
+    answers only after a worker starts: run `podtui endpoints wake ENDPOINT` first to time a warm one.
     """
-    client = open_runtime(endpoint_id, as_json)
+    client, _ = open_runtime(endpoint_id, as_json)
+    endpoint_id = client.endpoint_id
     if not as_json:
         _emit(False, "sent", f"asking endpoint {endpoint_id}" + ("" if model else " for its models, then"))
 

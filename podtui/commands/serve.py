@@ -113,7 +113,7 @@ def _interrupt(signum, frame) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object when serving; events as JSON lines.")
 def serve(endpoint_id: str, port: int, host: str, keep_warm: bool, idle_limit: str, ping_every: str | None,
           health_every: str, retries: int, retry_wait: str, no_api_key: bool, as_json: bool) -> None:
-    """Serve Runpod Serverless endpoint ENDPOINT as an OpenAI-compatible URL on this machine.
+    """Serve Runpod Serverless ENDPOINT (an id or name) as an OpenAI-compatible URL on this machine.
 
     Point a chat client or browser UI at the printed base URL (http://127.0.0.1:5002/v1) with the
     printed LOCAL key; podtui forwards /v1/* to the endpoint's /openai/v1/* with your Runpod key
@@ -135,7 +135,8 @@ def serve(endpoint_id: str, port: int, host: str, keep_warm: bool, idle_limit: s
         raise PodtuiError(f"cannot keep serve's local key in {key_path}: {exc.strerror or exc}",
                           "check the state dir's permissions (`podtui locate`), or pass --no-api-key") from None
     emit = _printer(as_json)
-    client = open_runtime(endpoint_id, as_json)
+    client, _ = open_runtime(endpoint_id, as_json)   # checks the key and the endpoint before listening
+    endpoint_id = client.endpoint_id
     watch = KeepWarm(client, keep_warm=keep_warm, idle_limit_s=idle_limit_s, ping_every_s=ping_every_s,
                      poll_s=poll_s, emit=emit, costs=lambda: endpoint_costs(endpoint_id))
     proxy = Proxy(client, host, port, local_key=local_key, retries=retries, retry_wait_s=retry_wait_s, emit=emit,

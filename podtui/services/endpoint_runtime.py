@@ -20,8 +20,9 @@ from dataclasses import asdict, dataclass
 
 from podtui.providers.base import ProviderError
 from podtui.providers.runpod_api import parse_sse
+from podtui.providers.runpod_endpoints import RESOURCE_ID, EndpointNotFound
 from podtui.providers.runpod_runtime import Health, JobProblem, JobStatus, JobWaitTimeout, RuntimeClient
-from podtui.services.endpoints import diagnose_queue
+from podtui.services.endpoints import diagnose_queue, find_endpoint, open_endpoints
 
 # §3.6: answered by the worker without generating; ttl and executionTimeout keep a forgotten one cheap.
 WAKE_INPUT = {"openai_route": "/v1/models"}
@@ -46,6 +47,41 @@ class EndpointState:
         data["diagnosis"] = ({"cause": self.diagnosis[0], "advice": self.diagnosis[1]}
                              if self.diagnosis else None)
         return data
+
+
+def open_endpoint(ref: str, *, on_wait: Callable[[str], None] | None = None,
+                  warnings: list[str] | None = None) -> tuple[RuntimeClient, Health]:
+    """A runtime client for the endpoint whose id or name is `ref`, and its /health (read to check
+    the key and the id before anything is sent). A ref the runtime does not know is looked up by
+    name in REST v2 (`podtui endpoints list`'s names). Raises EndpointNotFound when neither knows
+    it, ApiKeyRejected, NoApiKey, RunpodUnavailable."""
+    if RESOURCE_ID.fullmatch(ref or ""):
+        client = RuntimeClient.from_environment(ref, on_wait=on_wait, warnings=warnings)
+        try:
+            return client, client.health()
+        except EndpointNotFound as exc:
+            client.close()
+            missing = exc
+    else:
+        missing = EndpointNotFound(f"{ref!r} is not a Runpod endpoint id", "run `podtui endpoints list` to see the ids")
+    try:
+        rest = open_endpoints(on_wait=on_wait)
+    except ProviderError:
+        raise missing from None
+    try:
+        endpoint_id = find_endpoint(rest, ref).id   # its EndpointNotFound names ids and names alike
+    except EndpointNotFound:
+        raise
+    except ProviderError as exc:   # REST unreachable: the runtime's own answer is the one to show
+        raise missing from exc
+    finally:
+        rest.close()
+    client = RuntimeClient.from_environment(endpoint_id, on_wait=on_wait)
+    try:
+        return client, client.health()
+    except ProviderError:
+        client.close()
+        raise
 
 
 def classify(health: Health, endpoint_id: str = "ENDPOINT") -> EndpointState:

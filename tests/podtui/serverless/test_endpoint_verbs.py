@@ -100,3 +100,19 @@ def test_bad_key_and_unknown_endpoint_are_plain_errors(warm_platform, tmp_path):
     assert error["event"] == "error" and "no serverless endpoint other-ep" in error["error"]
     bad_id = run_podtui(serverless_env(tmp_path, warm_platform), "endpoints", "health", "../etc")
     assert bad_id.returncode == 1 and "is not a Runpod endpoint id" in bad_id.stderr
+
+
+def test_an_endpoint_is_found_by_its_name_through_rest(warm_platform, tmp_path):
+    from tests.testbed.runpod_double import RunpodDouble
+
+    rest = RunpodDouble(API_KEY).start()
+    try:
+        rest.add_endpoint("my-llm", endpoint_id=ENDPOINT)
+        env = serverless_env(tmp_path, warm_platform, rest.url)
+        shown = run_podtui(env, "endpoints", "health", "my-llm", "--json")
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout)["endpoint"] == ENDPOINT
+        unknown = run_podtui(env, "endpoints", "health", "no such llm")
+        assert unknown.returncode == 1 and "no serverless endpoint has the id or name 'no such llm'" in unknown.stderr
+    finally:
+        rest.stop()

@@ -1,0 +1,183 @@
+"""`podtui serve` benchmark, one run, side by side: through podtui serve vs a client calling the endpoint directly.
+
+    .venv/bin/python bench/serverless.py [--requests 30] [--cold-start 20] [--head-start 15] [--skip-worker]
+
+Uses the test bed's real parts on loopback: llama-server (CPU build) on the tiny model, the runpod
+SDK worker (remote-agent serverless-worker, unmodified SDK loop) and the platform DOUBLE of a
+serverless endpoint (tests/testbed/runpod_platform.py: not Runpod; its cold start is a sleep before
+the worker process starts, and the worker's own ~2 s start-up comes on top).
+
+1. Warm first-token latency: a streamed chat completion (httpx, a new connection each time as a chat
+   client opening a conversation would) through `podtui serve` vs straight to the double's
+   /openai/v1, interleaved; goal: serve adds at most 5 ms at the median.
+2. Cold start: with a simulated 20 s cold start, the wait a user sees for the first token of their
+   first request when `podtui serve` was started 15 s earlier (it sent the wake job at start) vs a
+   plain client that sends the same request to the cold endpoint; goal: at most 25 % of it.
+3. When bench/serverless_worker.py exists (the worker's own figures), it runs too, unless --skip-worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import httpx  # noqa: E402
+
+from tests.testbed import cache, models  # noqa: E402
+from tests.testbed.llama import LlamaServer  # noqa: E402
+from tests.testbed.procs import free_port, stop_process  # noqa: E402
+from tests.testbed.runpod_platform import PlatformDouble  # noqa: E402
+from tests.testbed.sdk_worker import sdk_worker_factory, start_sdk_worker  # noqa: E402
+
+PODTUI = str(Path(sys.executable).parent / "podtui")
+RUNPOD_KEY = "rpa_BENCH_not-a-real-key_0123456789"
+BODY = {"model": "tiny", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 4, "stream": True}
+
+
+def first_token_s(url: str, key: str, timeout: float = 300.0) -> float:
+    """Seconds from sending a streamed chat completion to its first content chunk (new connection)."""
+    started = time.perf_counter()
+    with httpx.stream("POST", url, json=BODY, headers={"Authorization": f"Bearer {key}"}, timeout=timeout) as reply:
+        if reply.status_code != 200:
+            raise RuntimeError(f"HTTP {reply.status_code} from {url}: {reply.read()[:200]!r}")
+        lines = reply.iter_lines()
+        for line in lines:
+            if line.startswith("data: ") and '"content"' in line and line.strip() != "data: [DONE]":
+                chunk = json.loads(line[6:])
+                if any((c.get("delta") or {}).get("content") for c in chunk.get("choices") or []):
+                    elapsed = time.perf_counter() - started
+                    for _ in lines:   # drain, so the next job does not queue behind this one
+                        pass
+                    return elapsed
+    raise RuntimeError("the stream ended without a token")
+
+
+def serve_env(platform: PlatformDouble, home: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNPOD_", "PODTUI_"))}
+    env.update({"HOME": str(home), "PODTUI_CONFIG_DIR": str(home / "cfg"), "PODTUI_STATE_DIR": str(home / "state"),
+                "RUNPOD_API_KEY": RUNPOD_KEY, "PODTUI_RUNPOD_RUNTIME_URL": f"{platform.base_url}/v2",
+                "PODTUI_RUNPOD_API_URL": f"http://127.0.0.1:{free_port()}"})   # no REST: no price, no traffic out
+    return env
+
+
+def start_serve(platform: PlatformDouble, home: Path, *args: str) -> tuple[subprocess.Popen, dict]:
+    proc = subprocess.Popen([PODTUI, "serve", platform.endpoint_id, "-p", "0", "--json", *args],
+                            env=serve_env(platform, home), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True, start_new_session=True)
+    line = proc.stdout.readline()
+    if not line:
+        raise RuntimeError(f"podtui serve exited with {proc.wait(10)}")
+    return proc, json.loads(line)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def warm(server: LlamaServer, home: Path, requests: int) -> dict:
+    with PlatformDouble("bench", RUNPOD_KEY, idle_timeout_s=3600) as platform:
+        # 4 job slots: with 1 the SDK's fetch loop sleeps 1 s after each job (SERVERLESS.md §1.5), noise
+        # that would drown the few milliseconds measured here
+        worker = start_sdk_worker(platform.worker_env("w1"), server.port, concurrency=4,
+                                  log_path=home / "warm-worker.log")
+        proc = None
+        try:
+            worker.wait_ready(platform, timeout_s=60)
+            proc, info = start_serve(platform, home, "--no-keep-warm")
+            direct_url = f"{platform.runtime_url}/openai/v1/chat/completions"
+            serve_url = f"{info['base_url']}/chat/completions"
+            for _ in range(3):   # warm both paths (imports, connection pools, the engine's cache)
+                first_token_s(direct_url, RUNPOD_KEY)
+                first_token_s(serve_url, info["api_key"])
+            direct, served = [], []
+            for _ in range(requests):
+                direct.append(first_token_s(direct_url, RUNPOD_KEY) * 1000)
+                served.append(first_token_s(serve_url, info["api_key"]) * 1000)
+            return {"direct": direct, "serve": served}
+        finally:
+            if proc is not None:
+                stop_process(proc)
+            worker.stop()
+
+
+def cold_wait(server: LlamaServer, home: Path, cold_start_s: float, head_start_s: float | None) -> float:
+    """Seconds the user waits for the first token on a cold endpoint: a plain client (head_start_s
+    None) sends at once; otherwise podtui serve starts, and the request goes through it head_start_s later."""
+    factory = sdk_worker_factory(server.port, log_dir=home / f"cold-{head_start_s}", concurrency=4)
+    with PlatformDouble("bench", RUNPOD_KEY, worker_factory=factory, cold_start_s=cold_start_s,
+                        idle_timeout_s=600) as platform:
+        if head_start_s is None:
+            return first_token_s(f"{platform.runtime_url}/openai/v1/chat/completions", RUNPOD_KEY)
+        proc, info = start_serve(platform, home, "--no-keep-warm")
+        try:
+            time.sleep(head_start_s)
+            return first_token_s(f"{info['base_url']}/chat/completions", info["api_key"])
+        finally:
+            stop_process(proc)
+
+
+def worker_bench(skip: bool) -> str | None:
+    script = REPO / "bench" / "serverless_worker.py"
+    if skip or not script.exists():
+        return None
+    done = subprocess.run([sys.executable, str(script)], cwd=REPO, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=900)
+    return done.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=30, help="streamed requests per path (warm)")
+    parser.add_argument("--cold-start", type=float, default=20.0, help="the double's simulated cold start, s")
+    parser.add_argument("--head-start", type=float, default=15.0, help="how long serve runs before the request, s")
+    parser.add_argument("--skip-worker", action="store_true", help="do not run bench/serverless_worker.py")
+    args = parser.parse_args()
+    server = LlamaServer(cache.llama_bin_dir(), models.ensure_model(models.TINY_A), extra_args=("--parallel", "4"))
+    server.start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-serverless-") as tmp:
+            home = Path(tmp)
+            warm_ms = warm(server, home, args.requests)
+            plain = cold_wait(server, home, args.cold_start, None)
+            through = cold_wait(server, home, args.cold_start, args.head_start)
+    finally:
+        server.stop()
+    report(warm_ms, plain, through, args)
+    extra = worker_bench(args.skip_worker)
+    if extra is not None:
+        print("\nbench/serverless_worker.py (the worker's own figures, same machine, same run):\n")
+        print(extra.rstrip())
+
+
+def report(warm_ms: dict, plain: float, through: float, args) -> None:
+    print(f"\nwarm endpoint, {args.requests} streamed chat completions per path, interleaved, new connection each")
+    print("| path | first token p50 ms | p90 ms | min ms | max ms |\n|---|---|---|---|---|")
+    for name, key in (("client → endpoint (the double's /openai/v1)", "direct"),
+                      ("client → podtui serve → endpoint", "serve")):
+        values = warm_ms[key]
+        print(f"| {name} | {statistics.median(values):.2f} | {pct(values, 0.9):.2f} | {min(values):.2f} | "
+              f"{max(values):.2f} |")
+    delta = statistics.median(warm_ms["serve"]) - statistics.median(warm_ms["direct"])
+    ratio = through / plain
+    print(f"\ncold endpoint ({args.cold_start:g} s simulated cold start + the worker's own start-up)")
+    print("| client | wait for the first token s |\n|---|---|")
+    print(f"| plain client, request sent to the cold endpoint | {plain:.2f} |")
+    print(f"| through podtui serve started {args.head_start:g} s before the request | {through:.2f} |")
+    print("\n| goal | measured | target | met |\n|---|---|---|---|")
+    print(f"| first token through serve minus direct (p50) | {delta:+.2f} ms | ≤ +5 ms | {'yes' if delta <= 5 else 'NO'} |")
+    print(f"| first-request wait through serve / plain client | {ratio:.1%} | ≤ 25 % | {'yes' if ratio <= 0.25 else 'NO'} |")
+
+
+if __name__ == "__main__":
+    main()
