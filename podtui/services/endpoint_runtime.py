@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from podtui.providers.base import ProviderError
 from podtui.providers.runpod_api import parse_sse
 from podtui.providers.runpod_endpoints import RESOURCE_ID, EndpointNotFound
-from podtui.providers.runpod_runtime import Health, JobProblem, JobStatus, JobWaitTimeout, RuntimeClient
+from podtui.providers.runpod_runtime import Health, JobStatus, JobWaitTimeout, RuntimeClient
 from podtui.services.endpoints import diagnose_queue, find_endpoint, open_endpoints
 
 # §3.6: answered by the worker without generating; ttl and executionTimeout keep a forgotten one cheap.
@@ -302,6 +302,3 @@ def chat_test(client: RuntimeClient, *, prompt: str, model: str | None = None, m
     return ChatTest(model, models_s, round(first - began, 4) if first is not None else None, round(total, 4),
                     len(pieces), round(rate, 2) if rate else None, "".join(pieces), finish)
 
-
-__all__ = ["COLD", "UNHEALTHY", "WAKING", "WARM", "WAKE_INPUT", "WAKE_POLICY", "ChatTest", "EndpointState",
-           "JobProblem", "WakeResult", "chat_test", "classify", "list_models", "read_state", "wake"]

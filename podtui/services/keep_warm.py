@@ -25,7 +25,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from podtui.providers.base import ProviderError
 from podtui.providers.runpod_runtime import RuntimeClient
@@ -156,18 +156,23 @@ class KeepWarm:
                 "note": self.costs.note}
 
     def _run(self) -> None:
-        self._send_wake()
-        self.costs = self._costs_source()
-        if self.keep_warm:
-            with self._lock:
-                self._active = True
-            self.emit("keep_warm", {"on": True, "reason": "serve started", **self._plan()})
-        while True:
-            self._poll_health()
-            self._check_wake()
-            self._keep_warm_step()
-            if self._stop.wait(self.poll_s):
-                return
+        try:
+            self._send_wake()
+            self.costs = self._costs_source()
+            if self.keep_warm:
+                with self._lock:
+                    self._active = True
+                self.emit("keep_warm", {"on": True, "reason": "serve started", **self._plan()})
+            while True:
+                self._poll_health()
+                self._check_wake()
+                self._keep_warm_step()
+                if self._stop.wait(self.poll_s):
+                    return
+        except Exception as exc:   # a bug, not the endpoint: say so once, keep serving, no traceback
+            self.emit("warning", {"message": f"the endpoint watch stopped ({type(exc).__name__}: {exc}); "
+                                  "requests are still forwarded, without state changes or keep-alive",
+                                  "fix": "restart podtui serve; report this if it happens again"})
 
     def _send_wake(self) -> None:
         try:

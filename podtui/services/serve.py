@@ -30,6 +30,7 @@ import json
 import os
 import secrets
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -40,7 +41,6 @@ from urllib.parse import urlsplit
 import httpx
 
 from podtui.errors import UsageProblem
-from podtui.providers.base import ProviderError
 from podtui.providers.runpod_api import RunpodUnavailable
 from podtui.providers.runpod_runtime import RuntimeClient, RuntimeUnreachable
 
@@ -108,6 +108,14 @@ class _Server(ThreadingHTTPServer):
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.proxy = proxy
         super().__init__(address, _Handler)
+
+    def handle_error(self, request, client_address) -> None:
+        """One request failed unexpectedly (a client gone mid-answer, or a bug): one warning line
+        instead of socketserver's traceback on stderr; the server goes on."""
+        kind, exc = sys.exc_info()[:2]
+        if kind in (BrokenPipeError, ConnectionResetError):
+            return
+        self.proxy.emit("warning", {"message": f"a request failed: {kind.__name__ if kind else '?'}: {exc}"})
 
 
 class Proxy:
@@ -236,7 +244,7 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server: _Server
 
-    def log_message(self, format: str, *args) -> None:   # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args) -> None:   # the base class's signature
         pass   # requests are reported as events; nothing else goes to stderr
 
     def send_json(self, status: int, payload: dict) -> None:
@@ -311,4 +319,4 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_json(403, _error("cors_closed", "cross-origin requests need the local key"))
 
 
-__all__ = ["Proxy", "ProviderError", "check_loopback", "local_api_key"]
+__all__ = ["Proxy", "check_loopback", "local_api_key"]

@@ -141,3 +141,18 @@ def test_a_cold_endpoint_is_woken_at_start_and_its_state_changes_are_printed(col
                        timeout=30)
     assert models.status_code == 200 and cold_platform.worker_starts == 1
     assert served.interrupt() == 0
+
+
+def test_a_client_that_hangs_up_mid_stream_costs_no_traceback_and_serve_goes_on(warm_platform, tmp_path, serves):
+    served = start_serve(serverless_env(tmp_path, warm_platform), "--no-keep-warm")
+    serves.append(served)
+    auth = {"Authorization": f"Bearer {served.api_key}"}
+    body = {"model": "m", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 60, "stream": True,
+            "ignore_eos": True}
+    with httpx.stream("POST", f"{served.base_url}/chat/completions", json=body, headers=auth, timeout=60) as reply:
+        assert reply.status_code == 200
+        next(reply.iter_raw())   # one chunk, then hang up
+    after = httpx.get(f"{served.base_url}/models", headers=auth, timeout=60)
+    assert after.status_code == 200
+    assert served.interrupt() == 0
+    assert "Traceback" not in served.output() and served.events("stopped")[0]["requests"] == 2
