@@ -187,3 +187,26 @@ def test_a_cold_endpoint_starts_a_worker_for_a_job_and_stops_it_when_idle(engine
         wait_until(lambda: not cold.workers, 10, "the idle worker stopped")
         assert started[0].exit_code == 0, started[0].output()
         client.close()
+
+
+def test_the_runtime_face_run_stream_status_health_as_a_client_polls_them(runtime, platform, worker):
+    """/run, then /stream drained until the job ends, /status and /health: what podtui's client uses."""
+    idle = platform.counts
+    time.sleep(1.0)
+    polls = platform.counts.get("job-take-batch", 0) - idle.get("job-take-batch", 0)
+    assert 1 <= polls <= 4, polls  # the empty queue holds each job-take ~0.5 s: no request storm
+    job_id = runtime.http.post("/run", json={"input": {"prompt": "Hi", "answerType": "stream",
+                                                       "max_tokens": 24, **GREEDY}}).json()["id"]
+    drained, status = [], "IN_QUEUE"
+    while status not in ("COMPLETED", "FAILED"):
+        page = runtime.http.get(f"/stream/{job_id}", params={"wait": 500}).json()
+        drained += [item["output"] for item in page["stream"]]
+        status = page["status"]
+    final = runtime.http.get(f"/status/{job_id}").json()
+    assert final["status"] == "COMPLETED" and drained == final["output"], (drained, final)
+    assert isinstance(final["delayTime"], int) and isinstance(final["executionTime"], int)
+    health = runtime.http.get("/health").json()
+    assert health["jobs"]["inQueue"] == 0 and health["workers"]["idle"] == 1, health
+    assert runtime.http.get("/status/job-unknown").status_code == 404
+    assert httpx.get(f"{platform.runtime_url}/health").status_code == 401
+    assert httpx.get(f"{platform.runtime_url}/health", headers={"Authorization": platform.api_key}).status_code == 200
