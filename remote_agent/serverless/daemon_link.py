@@ -57,7 +57,8 @@ def error_from_status(status: dict) -> JobError:
         return JobError(ENGINE_NOT_READY, f"the engine is still {'loading MODEL' if state == 'stopped' else state}",
                         "send the request again in a moment", engine=engine, engine_state=state)
     else:
-        fix = "read the worker's log (podtui endpoints logs); fix MODEL or the engine settings, then update the endpoint"
+        fix = ("read the worker's log (podtui endpoints logs); fix MODEL or the engine settings, then update "
+               "the endpoint")
     return JobError(last.get("kind") or ENGINE_UNREACHABLE, last.get("message") or f"the engine is {state}",
                     fix, engine=engine, engine_state=state)
 
@@ -119,25 +120,28 @@ class DaemonLink:
     async def settle(self, timeout_s: float, report: Report) -> None:
         """See EngineLink.settle; reports "engine: <state> …" on each change."""
         deadline = time.monotonic() + timeout_s
-        last = None
+        last: tuple | None = ("",)  # nothing reported yet
         while True:
             try:
                 status = await self.status()
-            except JobError as exc:
-                report(f"the agent daemon does not answer yet ({exc.message})")
-                status = {}
-            seen = (status.get("state"), (status.get("last_error") or {}).get("kind"))
-            if status and seen != last:
+                seen = (status.get("state"), (status.get("last_error") or {}).get("kind"))
+                line = _describe(status)
+            except JobError:
+                status, seen, line = {}, None, "waiting for the agent daemon to listen on its socket"
+            if seen != last:
                 last = seen
-                report(_describe(status))
+                report(line)
             if status and is_settled(status):
                 if status["state"] == "ready":
-                    await self._ready_target(status)
+                    try:
+                        await self._ready_target(status)
+                    except JobError as exc:  # each job asks again, and fails with the reason
+                        report(exc.message)
                 return
             if time.monotonic() > deadline:
                 report(f"the engine is not ready after {timeout_s:g} s: taking jobs anyway, each fails with the reason")
                 return
-            await asyncio.sleep(POLL_S * 5)
+            await asyncio.sleep(POLL_S * 2)
 
     async def target(self) -> EngineTarget:
         """See EngineLink.target."""
@@ -189,6 +193,3 @@ def _describe(status: dict) -> str:
     if state == "stopped" and not last:
         return "engine: resolving MODEL (a download shows its progress in the daemon's lines)"
     return f"engine: {state}{why}"
-
-
-__all__ = ["DaemonLink", "ENGINE_UNREACHABLE", "error_from_status", "is_settled"]

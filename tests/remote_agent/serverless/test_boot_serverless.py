@@ -85,6 +85,28 @@ def test_a_serverless_boot_serves_jobs_and_a_killed_engine_fails_its_job_then_re
         assert secret not in out
 
 
+def test_an_engine_that_cannot_start_fails_each_job_with_its_reason_instead_of_a_crash_loop(
+        tmp_path, platform, runtime, llama_bin):
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"not a model at all" * 100)
+    env = boot_env(tmp_path, **platform.worker_env("wx"), MODE_TO_RUN="serverless", MODEL=str(broken),
+                   REMOTE_AGENT_ENGINE_BIN_DIR=str(llama_bin), PORT=str(free_port()))
+    with open(tmp_path / "boot.log", "wb") as log:
+        proc = subprocess.Popen([*BOOT, "--root", str(tmp_path)], env=env, cwd=tmp_path / "home", stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        job = runtime.runsync({"prompt": "Hi"})
+        error = job_error(job)
+        assert error["kind"] == "not_gguf" and str(broken) in error["message"], error
+        assert error["engine_state"] == "failed" and error["fix"]
+        started = time.monotonic()
+        again = job_error(runtime.runsync({"openai_route": "/v1/models"}))
+        assert again["kind"] == "not_gguf" and time.monotonic() - started < 2  # at once, not after a wait
+        assert proc.poll() is None  # the worker stays, serving the reason
+    finally:
+        stop_process(proc, grace=15)
+
+
 def dry_run(tmp_path: Path, **env: str) -> str:
     out = run_boot(tmp_path, boot_env(tmp_path, MODEL="org/repo:Q4_K_M", **env), "--dry-run")
     assert out.returncode == 0, out.stdout

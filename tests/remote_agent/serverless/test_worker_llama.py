@@ -91,7 +91,8 @@ def test_openai_chat_stream_passes_the_engines_sse_through_chunk_by_chunk(runtim
 def test_openai_completions_work_streamed_and_not(runtime, worker):
     plain = runtime.openai("completions", {"model": "any", "prompt": "Hello", "max_tokens": 6, **GREEDY})
     assert plain.status_code == 200 and plain.json()["object"] == "text_completion", plain.text
-    response, text = runtime.openai_stream("completions", {"model": "any", "prompt": "Hello", "max_tokens": 6, **GREEDY})
+    body = {"model": "any", "prompt": "Hello", "max_tokens": 6, **GREEDY}
+    response, text = runtime.openai_stream("completions", body)
     assert response.status_code == 200
     assert sse_content(text) == plain.json()["choices"][0]["text"]
 
