@@ -18,7 +18,7 @@ import click
 from podtui.providers.runpod_runtime import Health, RuntimeClient
 from podtui.services import endpoint_runtime as runtime
 
-PROGRESS_EVERY_S = 5.0   # how often a wait in the queue is reported
+PROGRESS_EVERY_S = 2.0   # how often a wait in the queue is reported in words
 
 
 def _stamp() -> str:
@@ -90,7 +90,7 @@ def wake(endpoint_id: str, timeout_s: float, as_json: bool) -> None:
     """
     client, _ = open_runtime(endpoint_id, as_json)
     endpoint_id = client.endpoint_id
-    last = [0.0]
+    last = [time.monotonic()]   # words every PROGRESS_EVERY_S while waiting; JSON lines at every poll
 
     def progress(kind: str, data: dict) -> None:
         if kind == "state":
@@ -99,7 +99,7 @@ def wake(endpoint_id: str, timeout_s: float, as_json: bool) -> None:
             _emit(as_json, "queued", f"sent the wake job {data['job_id']}", **data)
         elif kind == "waiting":
             endpoint = data.get("endpoint")
-            if time.monotonic() - last[0] < PROGRESS_EVERY_S and not endpoint:
+            if not as_json and time.monotonic() - last[0] < PROGRESS_EVERY_S and not endpoint:
                 return
             last[0] = time.monotonic()
             why = ""
@@ -144,7 +144,8 @@ def test_command(endpoint_id: str, prompt: str, model: str | None, max_tokens: i
     client, _ = open_runtime(endpoint_id, as_json)
     endpoint_id = client.endpoint_id
     if not as_json:
-        _emit(False, "sent", f"asking endpoint {endpoint_id}" + ("" if model else " for its models, then"))
+        _emit(False, "sent", f"streaming a chat completion from endpoint {endpoint_id}"
+              + (f" (model {model})" if model else " (its first model, from /v1/models)"))
 
     def token(text: str) -> None:
         if not as_json:
