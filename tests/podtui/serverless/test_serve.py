@@ -55,6 +55,8 @@ def test_the_openai_client_streams_chats_and_lists_models_through_serve(warm_pla
     stopped = served.events("stopped")[0]
     assert stopped["requests"] == 3 and stopped["retried"] == 0
     assert API_KEY not in served.output()
+    for path in (tmp_path / "podtui-state").rglob("*"):   # podtui's log file and the local key file
+        assert not path.is_file() or API_KEY not in path.read_text(errors="replace"), path
 
 
 def test_clients_need_the_local_key_and_never_send_the_runpod_key(warm_platform, tmp_path, serves):
