@@ -1,6 +1,6 @@
 """Serverless worker benchmark, one run, side by side with the engine direct.
 
-    .venv/bin/python bench/serverless_worker.py [--tokens 256] [--model tiny|mid|both] [--slots 4]
+    .venv/bin/python bench/serverless_worker.py [--tokens 256] [--model tiny|mid|both] [--slots 4] [--no-split]
 
 The real runpod SDK worker (remote-agent serverless-worker, unmodified SDK loop) in front of the test
 bed's CPU llama-server, driven through the loopback platform double (tests/testbed/runpod_platform.py).
@@ -13,6 +13,10 @@ bed's CPU llama-server, driven through the loopback platform double (tests/testb
    `--parallel N`), against the same jobs one after another; the engine's own speed-up (the same
    requests sent straight to it, concurrently vs one by one) is the reference.
 
+By default the engine runs on one thread pinned to CPU 0 and everything else (this process with the
+double and the client, the worker) on the other CPUs: a GPU engine leaves the CPU to the worker, and
+on a 2-core machine an unpinned worker would slow the engine it is measured against.
+
 Models: `tiny` (the test bed's: a token every ~0.6 ms, faster than any GPU serves a real model, so it
 shows the worker's own per-chunk cost) and `mid` (a random 8-layer 512-wide model written once into
 the test-bed cache, ~250 MB, a token every few ms on 2 CPU threads: closer to a GPU's pace).
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import threading
@@ -144,42 +149,52 @@ def wait_asking(platform: PlatformDouble, n: int, timeout_s: float = 15.0) -> No
         time.sleep(0.01)
 
 
-def run(model: str, tokens: int, slots: int, threads: int, repeat: int) -> None:
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of pid onto cpus (a process's affinity covers only threads it starts later)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(task.name), cpus)
+
+
+def run(model: str, tokens: int, slots: int, threads: int, repeat: int, split: bool) -> None:
     path = model_path(model)
     engine = LlamaServer(cache.llama_bin_dir(), path, ctx=slots * max(1024, tokens + 64),
                          extra_args=("--parallel", str(slots), "--api-key", KEY, "-t", str(threads))).start()
+    if split:  # the engine alone on CPU 0; this process, the double, the client and the worker on the rest
+        pin(engine.proc.pid, {0})
     try:
         with PlatformDouble() as platform:
             began = time.perf_counter()
             worker = start_sdk_worker(platform.worker_env(), engine.port, api_key=KEY, concurrency=slots)
-            worker.wait_ready(platform, timeout_s=60)
-            ready_s = time.perf_counter() - began
-            direct_stream_times(engine, 16)  # warm both paths
-            worker_stream_times(platform, 16)
-            direct = min((summary(gaps_ms(direct_stream_times(engine, tokens))) for _ in range(repeat)),
-                         key=lambda s: s["mean"])
-            through = min((summary(gaps_ms(worker_stream_times(platform, tokens))) for _ in range(repeat)),
-                          key=lambda s: s["mean"])
-            print(f"\n== model {model} ({path.name}), {tokens} tokens, {slots} slots, engine on {threads} "
-                  f"thread(s), best of {repeat}; worker ready {ready_s:.2f} s after start (runpod import + "
-                  "first job-take)")
-            print(f"{'token gaps (ms)':<22}{'direct':>10}{'worker':>10}{'worker-direct':>15}{'ratio':>8}")
-            for key in ("mean", "p50", "p90"):
-                d, w = direct[key], through[key]
-                print(f"{key:<22}{d:>10.2f}{w:>10.2f}{w - d:>+15.2f}{w / d if d else float('nan'):>8.2f}")
-            print(f"{'events':<22}{direct['n']:>10}{through['n']:>10}")
-            seq_d = min(direct_batch(engine, slots, tokens, concurrent=False) for _ in range(repeat))
-            par_d = min(direct_batch(engine, slots, tokens, concurrent=True) for _ in range(repeat))
-            seq_w = min(worker_batch(platform, slots, tokens, concurrent=False) for _ in range(repeat))
-            par_w = min(worker_batch(platform, slots, tokens, concurrent=True) for _ in range(repeat))
-            print(f"{f'{slots} jobs (s)':<22}{'direct':>10}{'worker':>10}")
-            print(f"{'one after another':<22}{seq_d:>10.2f}{seq_w:>10.2f}")
-            print(f"{'all at once':<22}{par_d:>10.2f}{par_w:>10.2f}")
-            print(f"{'speed-up':<22}{seq_d / par_d:>9.2f}x{seq_w / par_w:>9.2f}x")
-            small = [job_overhead(engine, platform) for _ in range(5)]
-            print(f"{'a 1-token job (ms)':<22}{min(d for d, _ in small):>10.1f}{min(w for _, w in small):>10.1f}"
-                  "   (direct request vs /runsync through the double and the worker)")
-            worker.stop()
+            try:
+                worker.wait_ready(platform, timeout_s=60)
+                ready_s = time.perf_counter() - began
+                direct_stream_times(engine, 16)  # warm both paths
+                worker_stream_times(platform, 16)
+                direct = min((summary(gaps_ms(direct_stream_times(engine, tokens))) for _ in range(repeat)),
+                             key=lambda s: s["mean"])
+                through = min((summary(gaps_ms(worker_stream_times(platform, tokens))) for _ in range(repeat)),
+                              key=lambda s: s["mean"])
+                print(f"\n== model {model} ({path.name}), {tokens} tokens, {slots} slots, engine on {threads} "
+                      f"thread(s){' pinned to CPU 0, the rest elsewhere' if split else ''}, best of {repeat}; worker "
+                      f"ready {ready_s:.2f} s after start (runpod import + first job-take)")
+                print(f"{'token gaps (ms)':<22}{'direct':>10}{'worker':>10}{'worker-direct':>15}{'ratio':>8}")
+                for key in ("mean", "p50", "p90"):
+                    d, w = direct[key], through[key]
+                    print(f"{key:<22}{d:>10.2f}{w:>10.2f}{w - d:>+15.2f}{w / d if d else float('nan'):>8.2f}")
+                print(f"{'events':<22}{direct['n']:>10}{through['n']:>10}")
+                seq_d = min(direct_batch(engine, slots, tokens, concurrent=False) for _ in range(repeat))
+                par_d = min(direct_batch(engine, slots, tokens, concurrent=True) for _ in range(repeat))
+                seq_w = min(worker_batch(platform, slots, tokens, concurrent=False) for _ in range(repeat))
+                par_w = min(worker_batch(platform, slots, tokens, concurrent=True) for _ in range(repeat))
+                print(f"{f'{slots} jobs (s)':<22}{'direct':>10}{'worker':>10}")
+                print(f"{'one after another':<22}{seq_d:>10.2f}{seq_w:>10.2f}")
+                print(f"{'all at once':<22}{par_d:>10.2f}{par_w:>10.2f}")
+                print(f"{'speed-up':<22}{seq_d / par_d:>9.2f}x{seq_w / par_w:>9.2f}x")
+                small = [job_overhead(engine, platform) for _ in range(5)]
+                print(f"{'a 1-token job (ms)':<22}{min(d for d, _ in small):>10.1f}{min(w for _, w in small):>10.1f}"
+                      "   (direct request vs /runsync through the double and the worker)")
+            finally:
+                worker.stop()
     finally:
         engine.stop()
 
@@ -193,9 +208,15 @@ def main() -> None:
                         help="llama-server's CPU threads; 1 leaves the other core to the worker, the double and "
                         "the client, as a GPU engine would (default: %(default)s)")
     parser.add_argument("--repeat", type=int, default=3, help="best of N for each figure (default: %(default)s)")
+    parser.add_argument("--no-split", action="store_true",
+                        help="do not pin the engine to CPU 0 and everything else to the other CPUs (by default "
+                        "they are split, as a GPU engine leaves the CPU to the worker)")
     args = parser.parse_args()
+    split = not args.no_split and len(os.sched_getaffinity(0)) >= 2
+    if split:
+        os.sched_setaffinity(0, os.sched_getaffinity(0) - {0})  # inherited by the worker and the double
     for model in (("tiny", "mid") if args.model == "both" else (args.model,)):
-        run(model, args.tokens, args.slots, args.threads, args.repeat)
+        run(model, args.tokens, args.slots, args.threads, args.repeat, split)
     print(json.dumps({"note": "one run on a shared 2-core machine; compare ratios, not absolute times"}))
 
 

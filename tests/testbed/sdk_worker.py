@@ -22,6 +22,7 @@ and exits 0 (§1.9); after `grace_s` the group is killed.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
@@ -95,6 +96,9 @@ def start_sdk_worker(env: dict[str, str], engine_port: int, *, engine: str = "ll
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(cmd, cwd=home, env=child_env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
+    # A safety net for a caller that dies without stop(): a worker whose platform is gone retries its
+    # job-take in a tight loop (the SDK logs the refused connection and goes again), burning a core.
+    atexit.register(stop_process, proc, 2.0)
     return SdkWorker(proc, log_path, home, env.get("RUNPOD_POD_ID", "?"))
 
 
