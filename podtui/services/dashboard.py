@@ -20,8 +20,9 @@ from podtui.errors import PodtuiError
 from podtui.providers.base import Pod, PodSpec, Provider
 from podtui.services import hostkeys, sessions
 from podtui.services.engine_access import engine_api_key, key_text
+from podtui.services.dashboard_endpoints import NO_KEY_FIX, NO_KEY_NOTE, NO_KEY_TITLE, EndpointBoard
 from podtui.services.follow import AgentLogFollower, IterableFollower, LineFollower
-from podtui.services.front import (GpuChoice, HostKeyCheck, ModelOnPod, PodListing, PodRow,
+from podtui.services.front import (EndpointListing, GpuChoice, HostKeyCheck, ModelOnPod, PodListing, PodRow,
                                    ProgressCallback, TuiServices)
 from podtui.services.pods import PodService, pod_target
 from podtui.services.sessions import AgentSessions
@@ -66,6 +67,12 @@ class ProviderServices(TuiServices):
     _lock: threading.Lock = field(default_factory=threading.Lock)
     notes: list[str] = field(default_factory=list)      # shown in the footer, e.g. no Runpod key
     needs_runpod_key: bool = False                      # the app offers the first-run dialog
+    endpoints: EndpointBoard | None = None              # Runpod Serverless, when a Runpod key is configured
+
+    @property
+    def offers_endpoints(self) -> bool:   # type: ignore[override]  # declared by what is configured
+        """The endpoints section shows with a Runpod key (the endpoints) or without one (how to add it)."""
+        return self.endpoints is not None or self.needs_runpod_key
 
     # ---- helpers -------------------------------------------------------------------------------
     def _split(self, key: str) -> tuple[PodService, str]:
@@ -296,7 +303,35 @@ class ProviderServices(TuiServices):
             self._tunnels.clear()
         for tunnel, _ in tunnels:
             tunnel.stop()
+        if self.endpoints is not None:
+            self.endpoints.close()
         self.sessions.close_all()
+
+    # ---- Runpod Serverless endpoints (podtui.services.dashboard_endpoints) ----------------------
+    def _board(self) -> EndpointBoard:
+        if self.endpoints is None:
+            raise PodtuiError(NO_KEY_TITLE, NO_KEY_FIX)
+        return self.endpoints
+
+    def list_endpoints(self) -> EndpointListing:
+        return EndpointListing(note=NO_KEY_NOTE) if self.endpoints is None else self.endpoints.list()
+
+    def wake_endpoint(self, key: str, progress: ProgressCallback) -> str:
+        return self._board().wake(key, progress)
+
+    def test_endpoint(self, key: str, on_token: Callable[[str], None]) -> str:
+        return self._board().test(key, on_token)
+
+    def toggle_keep_warm(self, key: str) -> str:
+        return self._board().toggle_keep_warm(key)
+
+    def delete_endpoint(self, key: str) -> str:
+        return self._board().delete(key)
+
+    def endpoint_log_follower(self, key: str) -> LineFollower:
+        if self.endpoints is None:   # called on the UI thread: the follower raises later, in its worker
+            return super().endpoint_log_follower(key)
+        return self.endpoints.log_follower(key)
 
     # ---- logs ----------------------------------------------------------------------------------
     def log_follower(self, key: str | None) -> LineFollower:

@@ -85,6 +85,59 @@ class GpuChoice:
 
 ProgressCallback = Callable[[str, float | None, str], None]   # phase, fraction, detail
 
+WORKER_STATES = ("idle", "running", "initializing", "throttled", "unhealthy")   # SERVERLESS.md §4.3
+ENDPOINT_TEST_PROMPT = "Say hello in five words."                            # what `t` on an endpoint asks
+
+
+@dataclass(frozen=True)
+class EndpointRow:
+    """One Runpod Serverless endpoint as the endpoints table shows it.
+
+    `state` is the runtime's word (podtui.services.endpoint_runtime.classify, SERVERLESS.md §3.4):
+    warm | waking | cold | unhealthy, or "unknown" when neither /health nor the workers view could
+    be read. `workers` counts workers per WORKER_STATES word; `queue` is /health's jobs inQueue
+    (None: unknown). Price in US dollars per worker-hour (the dearest pool × GPUs per worker:
+    an upper bound; None when the catalog does not say). Times in seconds."""
+
+    key: str                         # the endpoint id
+    name: str
+    state: str
+    workers: dict[str, int] = field(default_factory=dict)
+    queue: int | None = None
+    pools: tuple[str, ...] = ()
+    gpu_count: int = 1
+    price_per_worker_hr: float | None = None
+    workers_min: int = 0
+    workers_max: int = 0
+    idle_timeout_s: int | None = None
+    model: str = ""
+    keep_warm: str = ""              # "" when off; else what keep-alive does now ("on · 8m left")
+    diagnosis: str = ""              # why jobs wait IN_QUEUE (§3.4), when they do and no worker is warm
+    warnings: tuple[str, ...] = ()   # max workers 0, UNHEALTHY workers, stale workers (§3.3, §5 #2)
+
+    @property
+    def label(self) -> str:
+        """What the user types to confirm a delete: the name, or the id of an unnamed endpoint."""
+        return self.name or self.key
+
+    @property
+    def scaled_to_zero(self) -> bool:
+        """Max workers 0: no job will ever run (Runpod's 7-day idle scale-down, §3.3)."""
+        return self.workers_max == 0
+
+
+@dataclass
+class EndpointListing:
+    """What list_endpoints returns. `note` replaces the table when endpoints cannot be listed at
+    all (no Runpod key: it says how to add one); `problems` are one line each (a failed list, a
+    workers view that could not be read); `news` are things that happened since the last listing
+    (keep-alive ended by its idle limit, with what it cost), each told once."""
+
+    rows: list[EndpointRow] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    note: str = ""
+    news: list[str] = field(default_factory=list)
+
 
 class NotAvailable(PodtuiError):
     """A TuiServices implementation (a test's, the benchmark's) that does not offer this action."""
@@ -101,6 +154,7 @@ class TuiServices:
     implementation leaves out raises NotAvailable."""
 
     needs_runpod_key: bool = False   # no launching provider is configured: the app offers the first-run dialog
+    offers_endpoints: bool = False   # the main screen shows the Serverless endpoints section
 
     def list_pods(self) -> PodListing:
         """Every provider's pods as rows, and one problem line per provider that failed to list
@@ -162,6 +216,37 @@ class TuiServices:
         """Create a pod from the launch form's spec (gpu, model, ctx, engine, volume_gb,
         idle_stop_minutes, name), wait until it runs, pin its printed host keys and open the tunnel."""
         raise NotAvailable("launch")
+
+    # ---- Runpod Serverless endpoints (issue 17; shown only when offers_endpoints) -------------
+    def list_endpoints(self) -> EndpointListing:
+        """Every endpoint with its state, workers and queue (REST v2 plus each runtime /health).
+        A failed list is a problem line, never raised (like list_pods)."""
+        return EndpointListing(note="Serverless endpoints are not available in this podtui")
+
+    def wake_endpoint(self, key: str, progress: ProgressCallback) -> str:
+        """Send the wake job (SERVERLESS.md §3.6) and wait until a worker answered it; progress
+        (phase, None, detail) while it waits. Returns the result with the cold-start delay.
+        Raises JobWaitTimeout (the job is cancelled), JobProblem, ProviderError."""
+        raise NotAvailable("wake")
+
+    def test_endpoint(self, key: str, on_token: Callable[[str], None]) -> str:
+        """Stream a short chat completion through the endpoint's /openai/v1; on_token(text) per
+        piece as it arrives. Returns the timing (first token, tokens/s). Raises ProviderError."""
+        raise NotAvailable("test")
+
+    def toggle_keep_warm(self, key: str) -> str:
+        """Keep one worker of the endpoint warm (a no-op job every idle timeout minus a margin,
+        stopping by itself after an idle limit, like `podtui serve --keep-warm`), or stop doing
+        it. Returns what it does and what it costs."""
+        raise NotAvailable("keep-alive")
+
+    def delete_endpoint(self, key: str) -> str:
+        """Delete the endpoint and the template bound to it (the screen asks for its name first)."""
+        raise NotAvailable("delete")
+
+    def endpoint_log_follower(self, key: str) -> LineFollower:
+        """The endpoint's workers' logs (every active worker, new ones as they come)."""
+        return UnavailableFollower(key, NotAvailable("the endpoint's log"))
 
     def close(self) -> None:
         """Let go of tunnels and connections (called when the app exits)."""
