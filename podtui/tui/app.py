@@ -99,7 +99,7 @@ class PodtuiApp(App[None]):
             self.services = services
             self.notify("Runpod API key saved (mode 0600).", title="podtui")
             if isinstance(self.screen, MainScreen):
-                self.screen.refresh_pods()
+                self.screen.refresh_all()
 
         self.run_service(store_runpod_key, key, name="save the Runpod key", group="config",
                          on_done=stored)

@@ -35,3 +35,21 @@ class SwapProgress(Message):
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, SwapProgress) and message.phase == self.phase
+
+
+@dataclass
+class EndpointProgress(Message):
+    """A wake's progress line for one endpoint (its id); a newer line replaces an unread one."""
+
+    key: str
+    detail: str
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, EndpointProgress) and message.key == self.key
+
+
+@dataclass
+class ChatTokens(Message):
+    """Text an endpoint streamed to the test dialog, in the order it arrived."""
+
+    text: str

@@ -1,10 +1,10 @@
-"""`?`: every key of the main screen and the logs screen, in one list."""
+"""`?`: every key of the main screen (pods, then Serverless endpoints) and the logs screen."""
 
 from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
@@ -14,6 +14,15 @@ MAIN_KEYS = [
     ("v", "verify and pin the host key"), ("m", "swap the model"), ("c", "context fit"),
     ("l", "the pod's logs"), ("L", "podtui's own activity log"), ("enter", "pod details"),
     ("/", "filter pods"), ("?", "this help"), ("q", "quit"),
+]
+ENDPOINT_KEYS = [
+    ("tab", "move between the pods and the endpoints table"),
+    ("w", "wake a worker; shows the cold-start delay"),
+    ("t", "test: stream a short chat through /openai/v1"),
+    ("l", "the endpoint's worker logs"),
+    ("k", "keep-alive on/off (one worker, 10 min, billed)"),
+    ("D", "delete with its bound template (type its name)"),
+    ("enter", "endpoint details, warnings and queue diagnosis"),
 ]
 LOG_KEYS = [
     ("space", "pause / follow"), ("/", "filter (!text hides lines containing text)"),
@@ -32,10 +41,14 @@ class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,question_mark", "close", "Close")]
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(id="dialog"):   # scrolls in a small terminal
+        with VerticalScroll(id="dialog", classes="wide"):   # scrolls in a small terminal
             yield Static("Keys", classes="dialog-title")
-            yield Static("Main screen\n" + _table(MAIN_KEYS) + "\n\nLogs screen\n" +
-                         _table(LOG_KEYS), markup=False, id="help-text")
+            with Horizontal(id="help-columns"):
+                yield Static("Main screen\n" + _table(MAIN_KEYS), markup=False, id="help-text",
+                             classes="help-column")
+                yield Static("Serverless endpoints (their table focused)\n" + _table(ENDPOINT_KEYS) +
+                             "\n\nLogs screen\n" + _table(LOG_KEYS), markup=False, id="help-more",
+                             classes="help-column")
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -1,4 +1,5 @@
-"""The main screen: every provider's pods, what they cost, and the keys to act on them."""
+"""The main screen: every provider's pods, what they cost, and the keys to act on them; under them,
+Runpod Serverless endpoints (podtui.tui.widgets.endpoint_panel) when the services offer them."""
 
 from __future__ import annotations
 
@@ -10,10 +11,18 @@ from textual.widgets import Footer, Header, Input, Static
 
 from podtui.tui.host import Hosted
 from podtui.tui.screens import flows
+from podtui.tui.screens.confirm_delete_endpoint import ConfirmDeleteEndpoint
 from podtui.tui.screens.confirm_terminate import ConfirmTerminate
-from podtui.tui.screens.details import PodDetails
+from podtui.tui.screens.details import PodDetails, RowDetails
+from podtui.tui.screens.endpoint_test import EndpointTestDialog
 from podtui.services.front import PodListing, PodRow
+from podtui.tui.widgets.endpoint_panel import EndpointsPanel
+from podtui.tui.widgets.endpoint_table import EndpointTable
 from podtui.tui.widgets.pod_table import PodTable, summary_text
+
+# The pod keys that mean nothing on an endpoint: hidden (and off) while the endpoints table has focus.
+POD_ONLY_ACTIONS = frozenset({"stop", "resume", "terminate", "tunnel", "verify", "swap", "fit", "logs",
+                              "details", "filter"})
 
 
 class MainScreen(Hosted, Screen[None]):
@@ -48,6 +57,8 @@ class MainScreen(Hosted, Screen[None]):
         yield Input(placeholder="filter pods (name, provider, status, GPU, model); "
                                 "enter keeps it, escape clears", id="pod-filter")
         yield Static("loading pods…", id="summary", markup=False)
+        if self.app_host.services.offers_endpoints:
+            yield EndpointsPanel(id="endpoints-panel")
         yield Footer()
 
     @property
@@ -59,6 +70,20 @@ class MainScreen(Hosted, Screen[None]):
         self.table.focus()
         self.refresh_pods()
         self.set_interval(self.app_host.refresh_seconds, self.refresh_pods)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return not (action in POD_ONLY_ACTIONS and isinstance(self.focused, EndpointTable))
+
+    @property
+    def endpoints_panel(self) -> EndpointsPanel | None:
+        found = self.query(EndpointsPanel)
+        return found.first() if found else None
+
+    def refresh_all(self) -> None:
+        """Pods and endpoints now (after the services changed, e.g. a Runpod key was stored)."""
+        self.refresh_pods()
+        if panel := self.endpoints_panel:
+            panel.refresh_endpoints()
 
     # ---- live refresh --------------------------------------------------------------------------
     def refresh_pods(self) -> None:
@@ -160,7 +185,10 @@ class MainScreen(Hosted, Screen[None]):
             self.app.push_screen(PodDetails(row))
 
     def on_data_table_row_selected(self, event: PodTable.RowSelected) -> None:
-        self.action_details()
+        if not isinstance(event.data_table, EndpointTable):
+            self.action_details()
+        elif row := event.data_table.selected:
+            self.app.push_screen(RowDetails(row))
 
     def action_logs(self) -> None:
         row = self.table.selected
@@ -179,3 +207,20 @@ class MainScreen(Hosted, Screen[None]):
 
     def action_launch(self) -> None:
         flows.launch_pod(self.app_host)
+
+    # ---- endpoint dialogs (the panel's other keys act in place) --------------------------------
+    def action_endpoint_test(self) -> None:
+        if (panel := self.endpoints_panel) and (row := panel.selected_endpoint()):
+            self.app.push_screen(EndpointTestDialog(row))
+
+    def action_endpoint_delete(self) -> None:
+        panel = self.endpoints_panel
+        row = panel.selected_endpoint() if panel else None
+        if panel is None or row is None:
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                panel.delete(row)
+
+        self.app.push_screen(ConfirmDeleteEndpoint(row), confirmed)

@@ -13,8 +13,8 @@ from dataclasses import replace
 
 from podtui.errors import PodtuiError
 from podtui.services.follow import IterableFollower, LineFollower
-from podtui.services.front import (GpuChoice, HostKeyCheck, ModelOnPod, PodListing, PodRow,
-                                 TuiServices)
+from podtui.services.front import (EndpointListing, EndpointRow, GpuChoice, HostKeyCheck, ModelOnPod,
+                                   PodListing, PodRow, TuiServices)
 
 PRESENTED = "SHA256:3Q0cUwjWQ5V7xWbVjBc0v8yQb6xv6n0b7g0m3ucUo3A"
 OTHER = "SHA256:ZZ0cUwjWQ5V7xWbVjBc0v8yQb6xv6n0b7g0m3ucUoZZ"
@@ -101,3 +101,43 @@ class InProcessServices(TuiServices):
     def log_follower(self, key: str | None) -> LineFollower:
         lines = list(self.log_lines)
         return IterableFollower(lambda: iter(lines), title=f"logs of {key}")
+
+
+def sample_endpoints() -> list[EndpointRow]:
+    return [
+        EndpointRow(key="ep4m7x2k9q", name="llama-serverless", state="warm",
+                    workers={"idle": 1, "running": 1, "initializing": 0, "throttled": 0, "unhealthy": 0},
+                    queue=0, pools=("ADA_24", "AMPERE_48"), price_per_worker_hr=1.22, workers_min=0,
+                    workers_max=3, idle_timeout_s=120, model="bartowski/Llama-3.2-3B-Instruct-GGUF:Q4_K_M",
+                    keep_warm="on · 8m left"),
+        EndpointRow(key="ep9z8y7x6w", name="qwen-cold", state="cold",
+                    workers={"idle": 0, "running": 0, "initializing": 0, "throttled": 0, "unhealthy": 0},
+                    queue=2, pools=("ADA_24",), price_per_worker_hr=1.1, workers_min=0, workers_max=2,
+                    idle_timeout_s=5, model="Qwen/Qwen2.5-7B-Instruct-GGUF",
+                    diagnosis="no worker allocated yet: Runpod starts a worker once a job waits longer "
+                              "than the queue delay"),
+        EndpointRow(key="epold00001", name="forgotten", state="cold", workers={}, queue=None,
+                    pools=("AMPERE_48",), price_per_worker_hr=None, workers_min=0, workers_max=0,
+                    idle_timeout_s=60, model="org/repo:Q8_0",
+                    warnings=(("max workers is 0, so no job will ever run: Runpod sets it to 0 after 7 days "
+                               "without requests and it stays; fix: podtui endpoints update epold00001 "
+                               "--workers-max 3"),)),
+    ]
+
+
+class EndpointsInProcess(InProcessServices):
+    """InProcessServices with Runpod Serverless endpoints (their listing and delete) for the screens."""
+
+    offers_endpoints = True
+
+    def __init__(self, pods: list[PodRow] | None = None, endpoints: list[EndpointRow] | None = None) -> None:
+        super().__init__(pods)
+        self.endpoints = {row.key: row for row in (sample_endpoints() if endpoints is None else endpoints)}
+
+    def list_endpoints(self) -> EndpointListing:
+        self.calls.append(("list_endpoints",))
+        return EndpointListing(rows=list(self.endpoints.values()))
+
+    def delete_endpoint(self, key: str) -> str:
+        self.calls.append(("delete_endpoint", key))
+        return f"endpoint {key} ({self.endpoints.pop(key).name}) deleted, with the template bound to it"
