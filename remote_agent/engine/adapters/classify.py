@@ -7,6 +7,10 @@ nothing matched → `crashed`, quoting the most telling line. Lines matching IGN
 the engine survives and are dropped before any rule is tried (otherwise a harmless "failed to
 allocate … pinned memory" at load would turn every later crash into `oom`).
 
+A rule's named groups are details the failure carries (status.last_error shows them): `backend`
+is the RPC backend a line is about (llama-server's `--rpc` endpoint, host:port), and
+`backend_protocol` is the protocol version a backend answered.
+
 Every example line is a real engine's output: llama.cpp (commit 0c1e57098, the test bed's build),
 koboldcpp 1.76 (tests/remote_agent/engine/test_koboldcpp_real.py runs it into these failures), or
 quoted from public reports where the test bed cannot produce it (CUDA-only lines). The README's
@@ -30,10 +34,19 @@ MISSING_BINARY = "missing_binary"
 CRASHED = "crashed"
 HEALTH_TIMEOUT = "health_timeout"
 UNSUPPORTED = "unsupported"  # refused before anything is stopped: the installed engine cannot run that setting
-FAILURE_KINDS = (OOM, BAD_MODEL, PORT_IN_USE, MISSING_BINARY, CRASHED, HEALTH_TIMEOUT, UNSUPPORTED)
+# An RPC cluster's server (RPC.md §2.4): a backend it cannot reach, that speaks another protocol,
+# that failed mid-request, or that stopped answering (the liveness check found llama-server hung).
+BACKEND_UNREACHABLE = "backend_unreachable"
+RPC_VERSION = "rpc_version_mismatch"
+BACKEND_LOST = "backend_lost"
+BACKEND_HUNG = "backend_hung"
+FAILURE_KINDS = (OOM, BAD_MODEL, PORT_IN_USE, MISSING_BINARY, CRASHED, HEALTH_TIMEOUT, UNSUPPORTED,
+                 BACKEND_UNREACHABLE, RPC_VERSION, BACKEND_LOST, BACKEND_HUNG)
 
-LLAMA, KOBOLD = "llama-server", "koboldcpp"
+LLAMA, KOBOLD, RPC = "llama-server", "koboldcpp", "ggml-rpc-server"
 BOTH = (LLAMA, KOBOLD)  # koboldcpp is built on llama.cpp's ggml: it prints the same lines
+ALL = (LLAMA, KOBOLD, RPC)  # the RPC lines are ggml's own, whichever program links it
+SAME_BUILD = "run the same llama.cpp build on every pod (the image podtui launches pins one)"
 
 LOWER = "lower the context (ctx / CTX), offload fewer layers, or pick a smaller quant"
 LOWER_MEMORY = "not enough (GPU) memory: " + LOWER
@@ -44,13 +57,16 @@ class EngineFailure(WireError):
     """An engine that would not start or stopped serving; `code` is one of FAILURE_KINDS (or the
     fit's fit_error / search kinds), `log_tail` the engine's last output lines."""
 
-    def __init__(self, code: str, message: str, log_tail: list[str] | None = None) -> None:
+    def __init__(self, code: str, message: str, log_tail: list[str] | None = None,
+                 details: dict | None = None) -> None:
         super().__init__(code, message)
         self.log_tail = log_tail or []
+        self.details = details or {}  # e.g. {"backend": "10.65.0.2:50052"} for an RPC backend's failure
 
     def to_dict(self) -> dict:
-        """status.last_error's shape: {"kind": code, "message": message}."""
-        return {"kind": self.code, "message": self.message}
+        """status.last_error's shape: {"kind": code, "message": message}, plus the details
+        (e.g. "backend": the RPC endpoint at fault)."""
+        return {"kind": self.code, "message": self.message, **self.details}
 
 
 @dataclass(frozen=True)
@@ -68,6 +84,17 @@ class Rule:
     def search(self, line: str) -> bool:
         return self._regex.search(line) is not None  # type: ignore[attr-defined]
 
+    def details(self, lines: list[str]) -> dict:
+        """What the pattern's named groups caught in any of lines (e.g. {"backend": "host:port"});
+        the first value of each wins."""
+        found: dict = {}
+        for line in lines:
+            match = self._regex.search(line)  # type: ignore[attr-defined]
+            for name, value in (match.groupdict() if match else {}).items():
+                if value and name not in found:
+                    found[name] = value
+        return found
+
 
 # Warnings an engine prints and survives; never a failure's cause.
 IGNORED = (
@@ -77,6 +104,26 @@ IGNORED = (
 )
 
 RULES = (
+    # An RPC backend's failure ends llama-server with SIGABRT whatever else it printed (RPC.md fact 7), so
+    # these come first; the lines are ggml-rpc.cpp's GGML_ABORT texts (tests/remote_agent/rpc runs into them).
+    Rule(RPC_VERSION, r"RPC server version mismatch: (?P<backend_protocol>\d+\.\d+\.\d+)|"
+                      r"RPC handshake failed for (?P<backend>[^\s:]+:\d+)",
+         "a backend speaks another RPC protocol than this llama-server, or did not finish the handshake: "
+         + SAME_BUILD, ALL, "0.00.010.659 E RPC server version mismatch: 3.0.0"),
+    Rule(BACKEND_UNREACHABLE, r"Failed to connect to (?P<backend>[^\s:]+:\d+)",
+         "no ggml-rpc-server answers at that backend address: start the backend pod (APP_MODE=backend) or fix "
+         "APP_RPC_BACKENDS; the agent resumes by itself once it answers",
+         ALL, "/llama.cpp/ggml/src/ggml-rpc/ggml-rpc.cpp:547: Failed to connect to 127.0.0.1:54457"),
+    Rule(BACKEND_LOST, r"Remote RPC server crashed or returned malformed response",
+         "an RPC backend failed or went away mid-request (llama-server does not say which); the agent asks "
+         "every backend and restarts llama-server when all of them answer",
+         ALL, "/llama.cpp/ggml/src/ggml-rpc/ggml-rpc.cpp:566: Remote RPC server crashed or returned malformed response"),
+    Rule(PORT_IN_USE, r"Failed to create server socket",
+         "ggml-rpc-server could not listen: another process holds APP_PORT, or APP_BIND is not an address of "
+         "this pod", ALL, "Failed to create server socket"),
+    Rule(UNSUPPORTED, r"error: unknown argument|error: unknown device|No devices found",
+         "the engine refused a flag or device in ARGS: check them (ggml-rpc-server takes -t, -d and -c; it "
+         "dropped --mem/-m, and APP_MEM is the fit's budget now)", ALL, "error: unknown argument: --mem"),
     Rule(OOM, r"resource allocation failed|cublasCreate",
          "cuBLAS found no GPU memory left for its workspace: " + LOWER,
          BOTH, "CUDA error: the resource allocation failed"),
@@ -119,7 +166,7 @@ def classify(engine: str, returncode: int | None, log_lines: list[str]) -> Engin
         line = next((l for l in kept if rule.search(l)), None)
         if line is not None:
             return EngineFailure(rule.kind, f"{engine} {describe_exit(returncode)}: {line.strip()} — {rule.advice}",
-                                 log_lines[-20:])
+                                 log_lines[-20:], rule.details(kept))
     telling = [l.strip() for l in kept if l.strip() and _TELLING.search(l)]
     last = telling[-1] if telling else next((l.strip() for l in reversed(kept) if l.strip()), "no output")
     return EngineFailure(CRASHED, f"{engine} {describe_exit(returncode)}; {'telling' if telling else 'last'} line: "
