@@ -1,6 +1,10 @@
 """One live engine process: spawn it in its own process group with its API key, pump its output
 into the log buffer (the key masked), wait for health, and stop it (SIGTERM the group, grace
-period, SIGKILL the group). Every request the agent sends the engine carries the key."""
+period, SIGKILL the group). Every request the agent sends the engine carries the key.
+
+An engine whose adapter says readiness LISTENING (ggml-rpc-server) is never connected to: its port
+is looked up in /proc/net/tcp (engine/rpc_wire.listening), both before the start (port_in_use) and
+for readiness. Engines that die of SIGPIPE start with it ignored."""
 
 from __future__ import annotations
 
@@ -13,13 +17,15 @@ from dataclasses import dataclass, field
 
 from remote_agent.child_env import without_secrets
 from remote_agent.engine.adapters.base import (
-    HEALTH_TIMEOUT, MISSING_BINARY, PORT_IN_USE, EngineAdapter, EngineConfig, EngineFailure)
+    HEALTH_TIMEOUT, LISTENING, MISSING_BINARY, PORT_IN_USE, EngineAdapter, EngineConfig, EngineFailure)
 from remote_agent.engine.httpget import http_get, port_is_open
 from remote_agent.engine.logbuf import LogBuffer
+from remote_agent.engine.rpc_wire import listening
 from remote_agent.engine_key import KEYLESS, EngineKey, auth_headers, masked
 from remote_agent.procgroup import terminate_async
 
 TAIL_LINES = 200  # kept per process to classify its failure
+BANNER_WAIT_S = 2.0  # a LISTENING engine is ready this long after its port listens, banner or not
 log = logging.getLogger("remote_agent.engine")
 
 
@@ -39,6 +45,7 @@ class EngineProcess:
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
     pump: asyncio.Task | None = None
     exited: asyncio.Task | None = None
+    info: dict | None = None  # what it said about itself at start (adapter.describe), set when ready
 
     @property
     def pid(self) -> int:
@@ -92,23 +99,32 @@ async def spawn(config: EngineConfig, adapter: EngineAdapter, generation: int, l
     handed = adapter.launch_key(config.args, agent_key)
     key = adapter.engine_key(config.args, agent_key)
     command = adapter.command(config, bin_dir, handed)  # raises missing_binary
-    if await port_is_open(config.port):
-        raise EngineFailure(PORT_IN_USE, f"something already listens on 127.0.0.1:{config.port}, the engine "
-                            "port — stop that process or set PORT to a free port")
+    if await _port_taken(adapter, config):
+        raise EngineFailure(PORT_IN_USE, f"something already listens on {config.host}:{config.port}, the engine "
+                            "port — stop that process or set PORT (APP_PORT for an RPC backend) to a free port")
     try:
         proc = await asyncio.create_subprocess_exec(
             *command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT, start_new_session=True,
-            env={**without_secrets(), **adapter.key_environment(handed)},
+            env={**without_secrets(), **dict(config.env), **adapter.key_environment(handed)},
+            # Python ignores SIGPIPE; restore_signals=False hands that on to the engine.
+            restore_signals=not adapter.ignores_sigpipe,
             preexec_fn=_limiter(address_space_limit, stack_limit))
     except (FileNotFoundError, PermissionError) as exc:
         raise EngineFailure(MISSING_BINARY, f"cannot run {command[0]}: {exc.strerror}; install {adapter.binary} "
                             "or point --engine-bin-dir at it") from None
-    log.info("started %s (pid %d, %s): %s", adapter.name, proc.pid, _key_words(key), adapter.loggable(command))
+    log.info("started %s (pid %d, %s): %s", adapter.name, proc.pid,
+             _key_words(key) if adapter.takes_key else "it takes no API key", adapter.loggable(command))
     engine = EngineProcess(config, adapter, proc, generation, key=key)
     engine.pump = asyncio.create_task(_pump_output(proc.stdout, engine.tail, logbuf, [key.value, handed]))
     engine.exited = asyncio.create_task(proc.wait())
     return engine
+
+
+async def _port_taken(adapter: EngineAdapter, config: EngineConfig) -> bool:
+    if adapter.readiness == LISTENING:  # never connect to what may be a ggml-rpc-server
+        return listening(config.port, config.host)
+    return await port_is_open(config.port)
 
 
 def _key_words(key: EngineKey) -> str:
@@ -149,24 +165,39 @@ async def wait_healthy(engine: EngineProcess, timeout: float, interval: float = 
     health_timeout (after stopping it) when timeout seconds pass."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    port = engine.config.port
+    listening_since: float | None = None
     while True:
         await asyncio.wait({engine.exited}, timeout=interval)
         if engine.exited.done():
             await _settle_output(engine)
             raise engine.failure()
-        try:
-            status, body = await http_get(port, engine.adapter.health_path, timeout=1.0, headers=engine.headers)
-            if engine.adapter.is_healthy(status, body):
-                engine.ready_at = time.monotonic()
-                return
-        except (OSError, asyncio.TimeoutError):
-            pass
+        if engine.adapter.readiness == LISTENING:
+            if listening_since is None and listening(engine.config.port, engine.config.host):
+                listening_since = loop.time()
+            ready = listening_since is not None and (engine.adapter.started(list(engine.tail))
+                                                     or loop.time() - listening_since > BANNER_WAIT_S)
+        else:
+            ready = await _answers_health(engine)
+        if ready:
+            engine.ready_at = time.monotonic()
+            engine.info = engine.adapter.describe(list(engine.tail))
+            return
         if loop.time() > deadline:
             await terminate(engine, grace_s=2.0)
-            raise EngineFailure(HEALTH_TIMEOUT, f"{engine.adapter.name} did not answer {engine.adapter.health_path} "
-                                f"as ready within {timeout:.0f}s; it was stopped — look at `logs.tail` for why, "
-                                "or raise the health timeout for very large models", list(engine.tail)[-20:])
+            what = (f"listen on {engine.config.host}:{engine.config.port}" if engine.adapter.readiness == LISTENING
+                    else f"answer {engine.adapter.health_path} as ready")
+            raise EngineFailure(HEALTH_TIMEOUT, f"{engine.adapter.name} did not {what} within {timeout:.0f}s; it was "
+                                "stopped — look at `logs.tail` for why, or raise the health timeout for very large "
+                                "models", list(engine.tail)[-20:])
+
+
+async def _answers_health(engine: EngineProcess) -> bool:
+    try:
+        status, body = await http_get(engine.config.port, engine.adapter.health_path, timeout=1.0,
+                                      headers=engine.headers)
+    except (OSError, asyncio.TimeoutError):
+        return False
+    return engine.adapter.is_healthy(status, body)
 
 
 async def terminate(engine: EngineProcess, grace_s: float) -> None:
@@ -203,3 +234,20 @@ async def is_busy(engine: EngineProcess) -> bool | None:
     except (OSError, asyncio.TimeoutError):
         return None
     return engine.adapter.is_busy(status, body)
+
+
+async def drain(engine: EngineProcess, timeout_s: float, emit) -> None:
+    """Wait (at most timeout_s seconds) until the engine has no request in flight, so a swap cuts
+    nobody off; emit(kind, data) gets "progress" events (phase "drain") while it waits."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    announced = False
+    while await is_busy(engine):
+        if not announced:
+            emit("progress", {"phase": "drain", "message": "waiting for in-flight requests to finish"})
+            announced = True
+        if loop.time() > deadline:
+            log.warning("requests still in flight after %.0fs; swapping anyway", timeout_s)
+            emit("progress", {"phase": "drain", "message": "drain timed out; in-flight requests are cut"})
+            return
+        await asyncio.sleep(0.1)

@@ -7,16 +7,18 @@ import os
 import shlex
 import shutil
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from remote_agent.engine.adapters.classify import (  # noqa: F401 (re-exported: the adapters' vocabulary)
-    BAD_MODEL, CRASHED, FAILURE_KINDS, HEALTH_TIMEOUT, MISSING_BINARY, OOM, PORT_IN_USE, UNSUPPORTED, EngineFailure,
-    classify, describe_exit)
+    BACKEND_HUNG, BACKEND_LOST, BACKEND_UNREACHABLE, BAD_MODEL, CRASHED, FAILURE_KINDS, HEALTH_TIMEOUT, MISSING_BINARY,
+    OOM, PORT_IN_USE, RPC_VERSION, UNSUPPORTED, EngineFailure, classify, describe_exit)
 from remote_agent.engine.ctx import FitRequest
 from remote_agent.engine_key import FROM_ARGS, EngineKey
 
 ENGINE_HOST = "127.0.0.1"  # engines listen on loopback only: they are reached through the SSH tunnel
+HTTP, LISTENING = "http", "listening"  # how an engine shows it is ready (EngineAdapter.readiness)
 
 
 class NothingFits(EngineFailure):
@@ -24,6 +26,18 @@ class NothingFits(EngineFailure):
 
     def __init__(self, message: str) -> None:
         super().__init__(OOM, message)
+
+
+class PausedUntil(EngineFailure):
+    """A failure whose cause lies outside this pod and may go away by itself (an RPC backend that is
+    down, frozen or of another build). The supervisor pauses, naming it, instead of crash-looping,
+    and resumes by itself once `until()` returns. until: an async function that returns when the
+    cause may be gone (it polls; cancelled when a person starts something else)."""
+
+    def __init__(self, code: str, message: str, until: Callable[[], Awaitable[None]],
+                 details: dict | None = None) -> None:
+        super().__init__(code, message, details=details)
+        self.until = until
 
 
 @dataclass(frozen=True)
@@ -44,6 +58,8 @@ class EngineConfig:
     # Flags the context fit adds after ARGS (its own fit off, cache types, slots) so the engine
     # runs exactly the memory configuration that was estimated; kept with the persisted config.
     fit_args: tuple[str, ...] = ()
+    bind: str | None = None  # the address the engine listens on; None: ENGINE_HOST (an RPC backend may differ)
+    env: tuple[tuple[str, str], ...] = ()  # extra environment for the engine (an RPC backend's LLAMA_CACHE)
     # A pending context-fit search: the supervisor replaces it by a ctx.
     fit: FitRequest | None = field(default=None, compare=False)
 
@@ -53,6 +69,7 @@ class EngineConfig:
         data.pop("fit", None)  # only resolved configs (a number as ctx) are persisted
         data["args"] = list(self.args)
         data["fit_args"] = list(self.fit_args)
+        data["env"] = [list(pair) for pair in self.env]
         return data
 
     @classmethod
@@ -62,7 +79,13 @@ class EngineConfig:
         values = {k: v for k, v in data.items() if k in known}
         values["args"] = tuple(values.get("args") or ())
         values["fit_args"] = tuple(values.get("fit_args") or ())
+        values["env"] = tuple(tuple(pair) for pair in values.get("env") or ())
         return cls(**values)
+
+    @property
+    def host(self) -> str:
+        """The address the engine listens on."""
+        return self.bind or ENGINE_HOST
 
 
 @dataclass(frozen=True)
@@ -141,6 +164,23 @@ class EngineAdapter(ABC):
     def fit_flags(self, run_config) -> list[str]:
         """Flags that pin the memory configuration a context fit estimated (fit.estimate.RunConfig)."""
         return []
+
+    # HTTP: ready when health_path answers (is_healthy). LISTENING: ready when its port is in LISTEN
+    # state (/proc/net/tcp) and started() says its start-up output is complete, for an engine that
+    # must never be probed by connecting (ggml-rpc-server serves one client at a time).
+    readiness: str = HTTP
+    takes_key: bool = True  # False: the engine has no API key at all (ggml-rpc-server)
+    # Start it with SIGPIPE ignored (ggml-rpc-server dies of it when a client leaves early, RPC.md fact 5).
+    ignores_sigpipe: bool = False
+
+    def started(self, lines: list[str]) -> bool:
+        """For LISTENING engines: whether the output so far shows a complete start (default: yes)."""
+        return True
+
+    def describe(self, lines: list[str]) -> dict | None:
+        """What the engine said about itself at start (status.engine_info), from its output lines;
+        None by default."""
+        return None
 
     health_path: str = "/health"
 
