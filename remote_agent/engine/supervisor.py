@@ -4,6 +4,11 @@ Every change goes through one asyncio task reading a queue (user commands, crash
 restarts), so nobody checks a stale state and then acts on it. States: stopped → starting → ready
 → stopping, plus failed (a restart may be due) and paused (repeated failures: it waits for a person
 instead of crash-looping, seed 000 Q6).
+
+An RPC cluster's server adds, through the same queue: a preflight before every launch
+(engine/backends.py), a pause that resumes by itself (PausedUntil names a backend that is down),
+and report_hung (engine/liveness.py found llama-server stuck). A backend's failure is retried at
+once, so the preflight can still find the backend that went down.
 """
 
 from __future__ import annotations
@@ -11,52 +16,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from remote_agent.engine import process as engine_process
 from remote_agent.engine.adapters import adapter_for
-from remote_agent.engine.adapters.base import BAD_MODEL, MISSING_BINARY, EngineConfig, EngineFailure, NothingFits
+from remote_agent.engine.adapters.base import (
+    BACKEND_HUNG, BACKEND_LOST, BAD_MODEL, MISSING_BINARY, EngineConfig, EngineFailure, NothingFits, PausedUntil)
 from remote_agent.engine.fit_launch import EngineControls, fit_and_launch
 from remote_agent.engine.logbuf import LogBuffer
 from remote_agent.engine.orphan import EngineRecordFile
+from remote_agent.engine.supervision import (  # noqa: F401 (Timings: the daemon's flags import it from here)
+    FAILED, PAUSED, READY, STARTING, STOPPED, STOPPING, Command as _Command, Emit, Timings, no_emit as _no_emit)
 from remote_agent.engine_key import KEYLESS, EngineKey
 from remote_agent.fit.agent_fit import AgentFitter
 
-STOPPED, STARTING, READY, STOPPING, FAILED, PAUSED = "stopped", "starting", "ready", "stopping", "failed", "paused"
 NOT_RETRIED = (BAD_MODEL, MISSING_BINARY)  # the same config fails the same way: pause at once
-
-Emit = Callable[[str, dict], None]
+AT_ONCE = (BACKEND_LOST, BACKEND_HUNG)  # restart now: the preflight names a backend that is still down
 log = logging.getLogger("remote_agent.supervisor")
-
-
-def _no_emit(kind: str, data: dict) -> None:
-    pass
-
-
-@dataclass
-class Timings:
-    """Supervision timings in seconds (max_restarts: a count); the daemon's flags set them."""
-    health_timeout: float = 600.0  # a 70B model from a network volume can take minutes
-    health_interval: float = 0.1
-    stop_grace: float = 10.0
-    drain_timeout: float = 60.0
-    restart_backoff: float = 1.0  # doubles per failure in a row, capped at max_backoff
-    max_backoff: float = 30.0
-    max_restarts: int = 3  # failures in a row beyond this → paused
-    stable_after: float = 60.0  # ready this long: earlier failures are forgiven
-
-
-@dataclass
-class _Command:
-    name: str
-    config: EngineConfig | None = None
-    emit: Emit = _no_emit
-    token: int = 0
-    failure: EngineFailure | None = None
-    future: asyncio.Future | None = None
 
 
 class EngineSupervisor:
@@ -68,8 +47,13 @@ class EngineSupervisor:
                  timings: Timings | None = None, on_ready: Callable[[EngineConfig], None] = lambda c: None,
                  on_stopped: Callable[[], None] = lambda: None, stack_limit: int | None = None,
                  fitter: AgentFitter | None = None, api_key: EngineKey = KEYLESS,
-                 engine_record: EngineRecordFile | None = None) -> None:
+                 engine_record: EngineRecordFile | None = None,
+                 preflight: Callable[[EngineConfig], Awaitable[None]] | None = None) -> None:
         self.logbuf = logbuf
+        # Run before every launch (an RPC server's backend check): raises EngineFailure, or PausedUntil
+        # for a cause elsewhere that may go away by itself.
+        self.preflight = preflight
+        self._waiter: asyncio.Task | None = None  # waits for a PausedUntil's cause to go away
         # Where the running engine is written down, so the next daemon can stop it should this one
         # die without doing so (engine/orphan.py); None keeps no record.
         self.engine_record = engine_record
@@ -121,6 +105,16 @@ class EngineSupervisor:
         """Stop the engine for a daemon exit; the persisted config stays, so a restart restores it."""
         await self._submit(_Command("shutdown"))
 
+    async def report_hung(self, generation: int, failure: EngineFailure) -> None:
+        """The engine of that launch generation stopped making progress (engine/liveness.py): kill it
+        and handle failure as if it had crashed. Stale generations are ignored."""
+        await self._submit(_Command("hung", token=generation, failure=failure))
+
+    @property
+    def ready_engine(self) -> engine_process.EngineProcess | None:
+        """The engine process that is ready now (its generation, port and headers), or None. Read only."""
+        return self._engine if self.state == READY else None
+
     def snapshot(self) -> dict[str, Any]:
         """status's engine fields: state, engine, model, model_path, ctx, pid, uptime_s (seconds since
         ready), last_error ({"kind", "message"} or None), restart_in_s (seconds until a restart, or None)."""
@@ -139,6 +133,7 @@ class EngineSupervisor:
             "uptime_s": round(time.monotonic() - engine.ready_at, 3) if engine and engine.ready_at else None,
             "last_error": self.last_error.to_dict() if self.last_error else None,
             "restart_in_s": restart_in,
+            "engine_info": engine.info if engine else None,
         }
 
     @property
@@ -193,6 +188,9 @@ class EngineSupervisor:
     def _user_command(self) -> None:
         self._token += 1
         self._failures = 0
+        if self._waiter is not None:  # a person chose: stop waiting for a backend
+            self._waiter.cancel()
+            self._waiter = None
 
     async def _launch(self, config: EngineConfig) -> EngineConfig:
         """Start config and wait for health; returns config with ctx set to what the engine really runs
@@ -201,6 +199,8 @@ class EngineSupervisor:
         adapter = adapter_for(config.engine)
         self._generation += 1
         self._set_state(STARTING, model=config.model)
+        if self.preflight is not None:
+            await self.preflight(config)
         engine = await engine_process.spawn(config, adapter, self._generation, self.logbuf, bin_dir=self.bin_dir,
                                             address_space_limit=self.address_space_limit,
                                             stack_limit=self.stack_limit, agent_key=self.api_key)
@@ -221,7 +221,8 @@ class EngineSupervisor:
         generation = engine.generation
         engine.exited.add_done_callback(lambda task: self._queue.put_nowait(_Command("exited", token=generation)))
         self._set_state(READY, model=config.model, pid=engine.pid)
-        log.info("%s ready on port %d with %s (ctx %s)", config.engine, config.port, config.model, config.ctx)
+        log.info("%s ready on port %d %s", config.engine, config.port,
+                 f"with {config.model} (ctx {config.ctx})" if config.model else f"of {config.host}")
         return config
 
     async def _stop_engine(self) -> None:
@@ -260,7 +261,10 @@ class EngineSupervisor:
         try:
             config = await self._launch_or_fit(command.config)
         except EngineFailure as failure:
-            self._pause(failure) if isinstance(failure, NothingFits) else self._fail(failure)
+            if isinstance(failure, PausedUntil):
+                self._pause_until(failure)
+            else:
+                self._pause(failure) if isinstance(failure, NothingFits) else self._fail(failure)
             raise
         self.last_error = None
         self._on_ready(config)
@@ -272,7 +276,7 @@ class EngineSupervisor:
         self._on_stopped()
 
     async def _on_shutdown(self, command: _Command) -> None:
-        self._token += 1
+        self._user_command()
         await self._stop_engine()
         self._set_state(STOPPED)
 
@@ -285,7 +289,7 @@ class EngineSupervisor:
         if old is None:  # nothing serves, so nothing to drain or roll back to
             return await self._on_start(command)
         self._user_command()
-        await self._drain(self._engine)
+        await engine_process.drain(self._engine, self.timings.drain_timeout, self._emit)
         await self._stop_engine()
         try:
             config = await self._launch_or_fit(command.config)
@@ -294,8 +298,8 @@ class EngineSupervisor:
             self._emit("state", {"state": "rolling_back", "to": old.model})
             try:
                 await self._launch(old)
-            except EngineFailure as second:
-                self._fail(failure)
+            except EngineFailure as second:  # a backend that went down is waited for; the rest needs a person
+                self._pause_until(second) if isinstance(second, PausedUntil) else self._fail(failure)
                 raise EngineFailure(failure.code, f"{failure.message}; rolling back to {old.model} failed too: "
                                     f"{second.message}", failure.log_tail) from None
             self.last_error = failure
@@ -304,26 +308,40 @@ class EngineSupervisor:
         self.last_error = None
         self._on_ready(config)
 
-    async def _drain(self, engine: engine_process.EngineProcess) -> None:
-        """Wait (bounded) until the engine has no request in flight, so a swap cuts nobody off."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timings.drain_timeout
-        announced = False
-        while await engine_process.is_busy(engine):
-            if not announced:
-                self._emit("progress", {"phase": "drain", "message": "waiting for in-flight requests to finish"})
-                announced = True
-            if loop.time() > deadline:
-                log.warning("requests still in flight after %.0fs; swapping anyway", self.timings.drain_timeout)
-                self._emit("progress", {"phase": "drain", "message": "drain timed out; in-flight requests are cut"})
-                return
-            await asyncio.sleep(0.1)
-
     def _pause(self, failure: EngineFailure) -> None:
         self.last_error = EngineFailure(failure.code, f"{failure.message}; paused instead of crash-looping: pick a "
                                         "smaller model or quant, or free memory, then engine.start or engine.swap")
         log.error("engine paused: %s", self.last_error.message)
         self._set_state(PAUSED, error=self.last_error.to_dict())
+
+    def _pause_until(self, failure: PausedUntil) -> None:
+        """Paused, naming the cause elsewhere (failure's message); resume by itself once failure.until()
+        returns, unless a person starts something else first."""
+        self.last_error = failure
+        log.error("engine paused until it can resume by itself: %s", failure.message)
+        self._set_state(PAUSED, error=failure.to_dict())
+        token = self._token
+
+        async def wait() -> None:
+            await failure.until()
+            self._queue.put_nowait(_Command("resume", token=token))
+
+        self._waiter = asyncio.create_task(wait(), name="engine-resume-waiter")
+
+    async def _on_resume(self, command: _Command) -> None:
+        if command.token == self._token and self._engine is None and self.state == PAUSED:
+            self._waiter, self._failures = None, 0
+            log.info("the cause is gone (%s); starting again", self.last_error.message if self.last_error else "")
+            await self._attempt_restart(command.token)
+
+    async def _on_hung(self, command: _Command) -> None:
+        engine = self._engine
+        if engine is None or engine.generation != command.token:
+            return
+        self._engine = None  # its exit notice is now stale
+        await engine_process.terminate(engine, grace_s=1.0)  # a hung engine may not exit on SIGTERM
+        self._forget()
+        self._after_failure(command.failure)
 
     def _fail(self, failure: EngineFailure) -> None:
         self.last_error = failure
@@ -363,6 +381,8 @@ class EngineSupervisor:
     def _after_failure(self, failure: EngineFailure) -> None:
         if isinstance(failure, NothingFits):
             return self._pause(failure)
+        if isinstance(failure, PausedUntil):
+            return self._pause_until(failure)
         self._failures += 1
         self.last_error = failure
         log.error("engine failure %d in a row (%s): %s", self._failures, failure.code, failure.message)
@@ -372,7 +392,8 @@ class EngineSupervisor:
             self.last_error = EngineFailure(failure.code, reason, failure.log_tail)
             self._set_state(PAUSED, error=self.last_error.to_dict())
             return
-        delay = min(self.timings.restart_backoff * 2 ** (self._failures - 1), self.timings.max_backoff)
+        delay = 0.0 if failure.code in AT_ONCE and self._failures == 1 else min(
+            self.timings.restart_backoff * 2 ** (self._failures - 1), self.timings.max_backoff)
         self._set_state(FAILED, error=failure.to_dict(), restart_in_s=delay)
         self._restart_at = time.monotonic() + delay
         token = self._token
