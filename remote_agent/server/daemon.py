@@ -210,10 +210,12 @@ class AgentDaemon:
         self.logbuf.bind_loop(loop)
         path = self.settings.socket
         server = await self._listen(path)
-        log.info("remote-agent %s listening on %s (engine port %d, models in %s)", __version__, path,
-                 self.settings.port, self.settings.models_dir)
+        log.info("remote-agent %s listening on %s (role %s, engine port %d, models in %s)", __version__, path,
+                 self.agent.role.role, self.agent.role.settings.port or self.settings.port, self.settings.models_dir)
         key = self.agent.api_key
-        if key.warning:
+        if self.agent.role.role in ("backend", "none"):
+            log.info("no HTTP engine in this role: the engine API key is not used")
+        elif key.warning:
             log.warning(key.warning)
         elif key.source == engine_key.GENERATED:
             log.info("the engine requires an API key, kept in %s; podtui shows it beside the base URL",
@@ -232,6 +234,7 @@ class AgentDaemon:
         activity_done = threading.Event()
         self.agent.start_activity_clock(activity_done)
         owner = asyncio.create_task(self.agent.supervisor.run(), name="engine-owner")
+        watchers = self.agent.start_watchers()  # an RPC server's liveness check
         boot = asyncio.create_task(self.agent.boot()) if self.autostart else None
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -244,6 +247,8 @@ class AgentDaemon:
             server.close()
             if boot is not None:
                 boot.cancel()
+            for task in watchers:
+                task.cancel()
             for task in list(self._connections):
                 task.cancel()
             if not owner.done():

@@ -1,5 +1,6 @@
-"""The agent's methods: status, engine start/stop/swap, models, logs. The daemon module owns the
-socket; this module owns what each request does."""
+"""The agent's methods: status, engine start/stop/swap/restart, models, logs. The daemon module owns
+the socket; this module owns what each request does. In an RPC cluster role (APP_MODE) the engine is
+the role's (engine/cluster.py), and requests the role does not serve are refused."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ from pathlib import Path
 from remote_agent import __version__, engine_key
 from remote_agent.engine.adapters import adapter_for
 from remote_agent.engine.adapters.base import EngineConfig, EngineFailure
+from remote_agent.engine.cluster import ClusterRole
 from remote_agent.engine.ctx import FitRequest, choose_ctx, parse_ctx
 from remote_agent.engine.logbuf import SOURCES, LogBuffer
 from remote_agent.engine.orphan import EngineRecordFile
+from remote_agent.engine.roles import BACKEND, ENGINE, NONE, SERVER
 from remote_agent.engine.supervisor import EngineSupervisor
 from remote_agent.fit.agent_fit import AgentFitter, FitSettings
 from remote_agent.fit.budget import BudgetError, EngineOverhead
@@ -49,6 +52,8 @@ class Agent:
         # The user's key or opt-out, else the one kept in the state dir (generated once); the
         # daemon logs which once its logging is set up.
         self.api_key = engine_key.resolve(settings.user_api_key, settings.state_dir)
+        self.role = ClusterRole(settings.cluster, settings.bin_dir, settings.state_dir,
+                                timeout_s=settings.backend_timeout_s, poll_s=settings.backend_poll_s)
         self.fitter = AgentFitter(FitSettings(
             settings.bin_dir, settings.state_dir, settings.memory_budget, settings.address_space_limit,
             EngineOverhead(*settings.engine_overhead)))
@@ -58,24 +63,41 @@ class Agent:
             stack_limit=settings.engine_stack_limit, fitter=self.fitter, api_key=self.api_key,
             # The running engine, recorded in the state dir: should this daemon die, the next one
             # stops the engine it left holding the port and the memory (engine/orphan.py).
-            engine_record=EngineRecordFile(settings.state_dir))
+            engine_record=EngineRecordFile(settings.state_dir),
+            preflight=self.role.preflight if self.role.role == SERVER else None)
         self.activity: IdleWatcher | None = None  # set by start_activity_clock
+        self.liveness = None  # an RPC server's LivenessWatch, set by start_watchers
 
     def start_activity_clock(self, done: threading.Event) -> None:
         """Measure idleness (no engine request, no download) for `status.idle_s`, in a thread: the
         probes do blocking HTTP and directory walks that must not hold up the daemon's loop."""
+        # A backend's engine port is ggml-rpc-server's: an HTTP probe there would take its one client slot.
+        engine = [] if self.role.role in (BACKEND, NONE) else [
+            EngineProbe(self.settings.port, api_key=lambda: self.supervisor.engine_key.value)]
+
         def run() -> None:
-            self.activity = IdleWatcher.tracking(
-                [EngineProbe(self.settings.port, api_key=lambda: self.supervisor.engine_key.value),
-                 DownloadProbe(self.settings.models_dir)],
-                poll_s=self.settings.idle_poll_s)
+            self.activity = IdleWatcher.tracking([*engine, DownloadProbe(self.settings.models_dir)],
+                                                 poll_s=self.settings.idle_poll_s)
             self.activity.run(done)
 
         threading.Thread(target=run, name="activity-clock", daemon=True).start()
 
+    def start_watchers(self) -> list[asyncio.Task]:
+        """The server role's liveness check of llama-server (engine/liveness.py), as a task; none in other roles."""
+        if self.role.role != SERVER:
+            return []
+        from remote_agent.engine.liveness import LivenessWatch  # loads httpx: the server role only
+        interval, deadline, idle_probe = self.settings.liveness
+        self.liveness = LivenessWatch(lambda: self.supervisor.ready_engine, self.supervisor.report_hung,
+                                      interval_s=interval, deadline_s=deadline, idle_probe_s=idle_probe)
+        return [asyncio.create_task(self.liveness.run(), name="liveness")]
+
     # ---- persistence -------------------------------------------------------------------------
     def _remember_good(self, config: EngineConfig) -> None:
-        self.state.save({"last_good": config.to_dict(), "running": True, "boot_model": self.settings.model})
+        if self.role.role == BACKEND:  # its engine follows from the environment alone
+            return
+        self.state.save({"last_good": config.to_dict(), "running": True, "boot_model": self.settings.model,
+                         "role": self.role.role})
         try:
             from remote_agent.models import store
             store.mark_used(Path(config.model_path))
@@ -84,13 +106,27 @@ class Agent:
 
     def _remember_stopped(self) -> None:
         saved = self.state.load() or {}
-        self.state.save({**saved, "running": False, "boot_model": self.settings.model})
+        self.state.save({**saved, "running": False, "boot_model": self.settings.model, "role": self.role.role})
 
     async def boot(self) -> None:
         """At daemon start: restore the last good config, or start MODEL. A changed MODEL in the pod's
-        environment means the person asked for another model, so it wins over the saved one."""
+        environment means the person asked for another model, so it wins over the saved one. A backend
+        starts its ggml-rpc-server; role none starts nothing; a config saved in another role (or with
+        other backends) is not restored."""
+        for note in self.settings.cluster.notes:
+            log.info(note)
+        if self.role.role == NONE:
+            log.info("APP_MODE=none: no engine runs here; sshd and the agent only")
+            return
+        if self.role.role == BACKEND:
+            log.info("APP_MODE=backend: ggml-rpc-server on %s:%d", self.settings.cluster.bind,
+                     self.settings.cluster.port)
+            await self.supervisor.autostart(self.role.backend_config(self.settings.args))
+            return
         saved = self.state.load()
-        if saved and saved.get("last_good") and saved.get("boot_model") == self.settings.model:
+        same_role = saved is not None and saved.get("role", ENGINE) == self.role.role and (
+            self.role.role != SERVER or self.role.server_args()[1] in saved.get("last_good", {}).get("args", []))
+        if saved and saved.get("last_good") and saved.get("boot_model") == self.settings.model and same_role:
             if not saved.get("running", True):
                 log.info("the engine was stopped on purpose before the daemon restarted; leaving it stopped")
                 return
@@ -136,17 +172,27 @@ class Agent:
         keyless)."""
         gpus = await asyncio.to_thread(cached_gpus)
         key = self.supervisor.engine_key
+        snapshot = self.supervisor.snapshot()
+        cluster = {}
+        if self.role.is_cluster:
+            liveness = self.liveness.snapshot() if self.liveness is not None else None
+            cluster = {"cluster": await self.role.status(snapshot.get("engine_info"), liveness)}
+            if self.role.role == BACKEND:
+                snapshot.update(model=None, model_path=None)
+        keyless = self.role.role in (BACKEND, NONE)  # no engine with an HTTP API here
         return {
-            **self.supervisor.snapshot(),
-            "port": self.settings.port,
+            **snapshot,
+            "port": self.settings.cluster.port if self.role.role == BACKEND else self.settings.port,
             "models_dir": str(self.settings.models_dir),
             "disk_free_bytes": disk_free_bytes(self.settings.models_dir),
             "version": __version__,
             "gpus": gpus,
             # seconds without an engine request or a download; null until the clock runs
             "idle_s": round(self.activity.idle_s) if self.activity is not None else None,
-            "api_key_required": key.required,
-            "warnings": [key.warning] if key.warning else [],
+            "api_key_required": key.required and not keyless,
+            "warnings": [key.warning] if key.warning and not keyless else [],
+            "role": self.role.role,
+            **cluster,
         }
 
     async def engine_api_key(self, params: dict, emit: Emit) -> dict:
@@ -159,7 +205,8 @@ class Agent:
 
     async def engine_start(self, params: dict, emit: Emit) -> dict:
         """`engine.start`: resolve (maybe download) the model and start it; returns status, plus "fit" when
-        ctx was auto. Raises ModelError, RequestError (no_budget), EngineFailure."""
+        ctx was auto. Raises ModelError, RequestError (no_budget), EngineFailure, RoleRefused (backend, none)."""
+        self.role.refuse(BACKEND, NONE)
         config = await self.engine_config(params, emit)
         await self.supervisor.start(config, emit)
         return {**await self.status({}, emit), **self._fit_field(config)}
@@ -167,6 +214,7 @@ class Agent:
     async def engine_swap(self, params: dict, emit: Emit) -> dict:
         """`engine.swap`: as engine_start, but drains first and rolls back on failure (EngineFailure says
         so); adds swap_s (seconds)."""
+        self.role.refuse(BACKEND, NONE)
         started = time.monotonic()
         config = await self.engine_config(params, emit)
         await self.supervisor.swap(config, emit)
@@ -174,7 +222,9 @@ class Agent:
                 **self._fit_field(config)}
 
     async def fit_search(self, params: dict, emit: Emit) -> dict:
-        """Search the largest ctx for a model (the current one by default) and leave it serving."""
+        """Search the largest ctx for a model (the current one by default) and leave it serving. Raises
+        RoleRefused in every cluster role (not across devices yet)."""
+        self.role.refuse(BACKEND, NONE, SERVER)
         current = self.supervisor.config
         cap = params.get("ctx_max")
         if cap is None and isinstance(env := self._env_ctx_number(), int):
@@ -213,6 +263,21 @@ class Agent:
         except BudgetError as exc:
             raise RequestError("no_budget", f"{exc}; or pass a number as ctx") from None
 
+    async def engine_restart(self, params: dict, emit: Emit) -> dict:
+        """`engine.restart`: start the role's engine again (a backend's ggml-rpc-server; else the config
+        last started or tried); returns status. Raises RequestError no_model when there is none yet,
+        RoleRefused for role none, EngineFailure."""
+        self.role.refuse(NONE)
+        if self.role.role == BACKEND:
+            config = self.role.backend_config(self.settings.args)
+            await asyncio.to_thread(adapter_for(config.engine).check, config, self.settings.bin_dir)
+        else:
+            config = self.supervisor.config
+            if config is None:
+                raise RequestError("no_model", "nothing to restart: no engine was started yet; use engine.start")
+        await self.supervisor.start(config, emit)
+        return await self.status({}, emit)
+
     async def engine_stop(self, params: dict, emit: Emit) -> dict:
         """`engine.stop`: stop the engine; returns status."""
         await self.supervisor.stop(emit)
@@ -249,12 +314,16 @@ class Agent:
         ctx = fit or choose_ctx(params.get("ctx"), s.env_ctx, fresh=bool(params.get("fresh")))
         fit = ctx if isinstance(ctx, FitRequest) else None
         if fit is not None:
+            self.role.refuse(SERVER)  # ctx auto: not across the backends' devices yet
+        if fit is not None:
             self._check_budget(fit)  # before anything is stopped
         args = params.get("args")
         if args is None:
             args = s.args
         elif isinstance(args, str):
             args = shlex.split(args)
+        if self.role.role == SERVER:
+            args = (*self.role.server_args(), *args)
         config = EngineConfig(engine=engine, model=params["model"], model_path=str(model_path), port=s.port,
                               ctx=None if fit else ctx,
                               args=tuple(args), gpu_layers=s.gpu_layers, parallel=s.parallel,

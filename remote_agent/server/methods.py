@@ -118,6 +118,7 @@ METHODS: dict[str, MethodSpec] = {
     "engine.start": MethodSpec("engine_start", **ENGINE_PARAMS),
     "engine.swap": MethodSpec("engine_swap", **ENGINE_PARAMS),
     "engine.stop": MethodSpec("engine_stop"),
+    "engine.restart": MethodSpec("engine_restart"),
     "engine.api_key": MethodSpec("engine_api_key"),
     "fit.search": MethodSpec("fit_search", optional={"model": _model, "ctx_max": _positive,
                                                      "cache_type": _cache_type, "fresh": _bool,

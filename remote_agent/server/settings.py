@@ -1,4 +1,5 @@
-"""The daemon's settings: its flags (contract B) and the image environment (MODEL, CTX, ENGINE, …)."""
+"""The daemon's settings: its flags (contract B) and the image environment (MODEL, CTX, ENGINE, …,
+and seed 003's APP_* cluster variables, read by engine/roles.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from pathlib import Path
 
 from remote_agent.engine.adapters import ADAPTERS
 from remote_agent.engine.ctx import parse_ctx
+from remote_agent.engine.adapters.base import EngineFailure
+from remote_agent.engine.adapters.rpc_server import check_args as check_rpc_args
+from remote_agent.engine.roles import BACKEND, SERVER, ClusterSettings, RoleError, cluster_from_env
 from remote_agent.engine.supervisor import Timings
 from remote_agent.engine_key import EngineKey, EngineKeyError, key_from_env
 from remote_agent.paths import default_models_dir, default_socket_path, default_state_dir
@@ -47,6 +51,12 @@ class AgentSettings:
     timings: Timings = field(default_factory=Timings)
     idle_poll_s: float = 15.0  # how often the activity clock behind status.idle_s polls the engine
     hf_token: str | None = field(default=None, repr=False)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)  # APP_MODE and the APP_* variables
+    # An RPC server's checks (seconds): liveness every interval, stuck after deadline, a 1-token probe
+    # at most every idle_probe while idle (0: never); backends' handshake deadline and poll while paused.
+    liveness: tuple[float, float, float] = (5.0, 60.0, 60.0)
+    backend_timeout_s: float = 5.0
+    backend_poll_s: float = 2.0
 
 
 def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
@@ -85,6 +95,19 @@ def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
     tuning.add_argument("--idle-poll", type=float, default=15.0,
                         help="how often the engine is asked whether it served requests (status idle_s; "
                         "default: %(default)s)")
+    rpc = parser.add_argument_group("RPC cluster server (APP_MODE=server; seconds)")
+    rpc.add_argument("--liveness-interval", type=float, default=5.0,
+                     help="how often llama-server's progress is checked end to end (default: %(default)s)")
+    rpc.add_argument("--liveness-deadline", type=float, default=60.0,
+                     help="no progress on a request for this long means a backend froze: llama-server is "
+                     "restarted (above the slowest prompt batch; default: %(default)s)")
+    rpc.add_argument("--liveness-idle-probe", type=float, default=60.0,
+                     help="while idle, a 1-token completion through every backend at most this often; 0: never "
+                     "(off when IDLE_STOP_MINUTES is set, since a probe is a request; default: %(default)s)")
+    rpc.add_argument("--backend-timeout", type=float, default=5.0,
+                     help="deadline of the RPC handshake with each backend before a start (default: %(default)s)")
+    rpc.add_argument("--backend-poll", type=float, default=2.0,
+                     help="how often a server paused for a backend asks it again (default: %(default)s)")
 
 
 def _int_env(env: dict[str, str], name: str, minimum: int = 0, maximum: int | None = None) -> int | None:
@@ -105,8 +128,9 @@ def _int_env(env: dict[str, str], name: str, minimum: int = 0, maximum: int | No
 def engine_env(env: dict[str, str]) -> dict:
     """The engine settings the seed-compatible environment gives (ENGINE, PORT, MODEL, CTX or
     CTX_SIZE, ARGS, GPU_LAYERS, PARALLEL, BATCH_SIZE, UBATCH_SIZE, MAX_TOKENS, API_KEY or
-    LLAMA_API_KEY), checked: a bad value raises SettingsError naming it. `remote-agent boot` runs
-    the same check, dry runs too."""
+    LLAMA_API_KEY, and the cluster role: APP_MODE with seed 003's APP_* variables, which in server
+    mode also give port, model and gpu_layers), checked: a bad value raises SettingsError naming it.
+    `remote-agent boot` runs the same check, dry runs too."""
     engine = env.get("ENGINE", "").strip() or "llama-server"
     if engine not in ADAPTERS:
         raise SettingsError(f"ENGINE={engine!r} is not supported; use one of: {', '.join(ADAPTERS)}")
@@ -126,18 +150,29 @@ def engine_env(env: dict[str, str]) -> dict:
         user_api_key = key_from_env(env)
     except EngineKeyError as exc:
         raise SettingsError(str(exc)) from None
+    try:
+        cluster = cluster_from_env(env)
+    except RoleError as exc:
+        raise SettingsError(str(exc)) from None
+    server = cluster.role == SERVER
+    if cluster.role == BACKEND:
+        try:
+            check_rpc_args(extra_args)
+        except EngineFailure as exc:
+            raise SettingsError(exc.message) from None
     return dict(
-        port=_int_env(env, "PORT", 1, 65535) or DEFAULT_PORT,
+        port=(cluster.port if server else None) or _int_env(env, "PORT", 1, 65535) or DEFAULT_PORT,
         engine=engine,
-        model=env.get("MODEL", "").strip() or None,
+        model=cluster.model if server else env.get("MODEL", "").strip() or None,
         env_ctx=env_ctx,
         args=extra_args,
-        gpu_layers=_int_env(env, "GPU_LAYERS"),
+        gpu_layers=cluster.gpu_layers if server else _int_env(env, "GPU_LAYERS"),
         parallel=_int_env(env, "PARALLEL", 1),
         batch_size=_int_env(env, "BATCH_SIZE", 1),
         ubatch_size=_int_env(env, "UBATCH_SIZE", 1),
         max_tokens=_int_env(env, "MAX_TOKENS", 1),
         user_api_key=user_api_key,
+        cluster=cluster,
     )
 
 
@@ -198,4 +233,9 @@ def settings_from(args: argparse.Namespace, env: dict[str, str] | None = None) -
                         max_restarts=args.max_restarts),
         idle_poll_s=args.idle_poll,
         hf_token=env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN") or None,
+        # A liveness probe is a request: it would keep IDLE_STOP_MINUTES from ever stopping the pod.
+        liveness=(args.liveness_interval, args.liveness_deadline,
+                  0.0 if env.get("IDLE_STOP_MINUTES", "").strip() else args.liveness_idle_probe),
+        backend_timeout_s=args.backend_timeout,
+        backend_poll_s=args.backend_poll,
     )

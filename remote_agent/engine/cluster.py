@@ -1,0 +1,115 @@
+"""What the agent does differently in an RPC cluster role (engine/roles.py reads the role).
+
+- backend: the engine is ggml-rpc-server (engine/adapters/rpc_server.py) on APP_BIND:APP_PORT, with
+  its tensor cache under the state dir. No model, no fit, no context.
+- server: the engine is llama-server with `--rpc` over APP_RPC_BACKENDS, `--repeat-penalty` when
+  APP_REPEAT_PENALTY is set, and gpu_layers from GPU_LAYERS/APP_GPU_LAYERS (99). Every launch is
+  checked first by a BackendGuard (engine/backends.py), and a LivenessWatch (engine/liveness.py)
+  watches the llama-server that serves.
+- none: no engine at all; sshd and the agent idle.
+
+Requests that make no sense in a role are refused with RoleRefused (code not_in_role), which says
+what the role does instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from remote_agent.engine.adapters.base import EngineConfig
+from remote_agent.engine.adapters.rpc_server import NAME as RPC_SERVER, cache_env
+from remote_agent.engine.backends import BackendGuard
+from remote_agent.engine.roles import BACKEND, ENGINE, NONE, SERVER, ClusterSettings
+from remote_agent.engine.rpc_build import llama_build, rpc_banner
+from remote_agent.protocol import WireError
+
+NOT_IN_ROLE = "not_in_role"
+BACKEND_WARNING = ("ggml-rpc-server has no authentication: whoever reaches {where} can run code in this pod; "
+                   "it listens on {bind} only")
+_REFUSALS = {
+    NONE: "this pod runs APP_MODE=none: sshd and the agent, no engine; unset APP_MODE (a single-pod engine) or "
+          "set APP_MODE=server or backend, then restart the pod",
+    BACKEND: "this pod is an RPC backend (APP_MODE=backend): it lends its device to a llama-server on the server "
+             "pod and serves no model itself; engine.restart restarts its ggml-rpc-server",
+    SERVER: "this pod is an RPC cluster's server (APP_MODE=server): its context is not searched across the "
+            "backends' devices yet; pass a number as ctx (CTX)",
+}
+
+
+class RoleRefused(WireError):
+    """A request this role does not serve (code not_in_role); the message says what the role does."""
+
+    def __init__(self, role: str) -> None:
+        super().__init__(NOT_IN_ROLE, _REFUSALS[role])
+
+
+class ClusterRole:
+    """One daemon's cluster role: settings (ClusterSettings), the engine bin dir and the state dir;
+    the server's BackendGuard (handshake deadline timeout_s, poll_s while paused)."""
+
+    def __init__(self, settings: ClusterSettings, bin_dir: Path | None, state_dir: Path, *,
+                 timeout_s: float = 5.0, poll_s: float = 2.0) -> None:
+        self.settings = settings
+        self.role = settings.role
+        self.bin_dir = bin_dir
+        self.state_dir = Path(state_dir)
+        self.guard = (BackendGuard(settings.backends, None, None, timeout_s=timeout_s, poll_s=poll_s)
+                      if self.role == SERVER else None)
+        self._facts_read = False
+
+    @property
+    def is_cluster(self) -> bool:
+        """Whether APP_MODE set a cluster role (backend, server or none)."""
+        return self.role != ENGINE
+
+    def refuse(self, *roles: str) -> None:
+        """Raise RoleRefused when this daemon's role is one of roles."""
+        if self.role in roles:
+            raise RoleRefused(self.role)
+
+    def backend_config(self, args: tuple[str, ...]) -> EngineConfig:
+        """The backend's engine: ggml-rpc-server on APP_BIND:APP_PORT with ARGS and its cache dir."""
+        s = self.settings
+        return EngineConfig(engine=RPC_SERVER, model="", model_path="", port=s.port, bind=s.bind, args=tuple(args),
+                            env=cache_env(self.state_dir))
+
+    def server_args(self) -> tuple[str, ...]:
+        """llama-server flags of the server role: --rpc, and --repeat-penalty when APP_REPEAT_PENALTY is set."""
+        s = self.settings
+        penalty = ("--repeat-penalty", f"{s.repeat_penalty:g}") if s.repeat_penalty is not None else ()
+        return ("--rpc", s.rpc_list, *penalty)
+
+    async def preflight(self, config: EngineConfig) -> None:
+        """The server's check before each launch (BackendGuard.preflight), once this build's facts are
+        read. Raises PausedUntil."""
+        await self.read_facts()
+        await self.guard.preflight(config)
+
+    async def read_facts(self) -> None:
+        """This pod's llama.cpp build and RPC protocol, for the server's comparison (once; in a thread)."""
+        if self.guard is not None and not self._facts_read:
+            banner = await asyncio.to_thread(rpc_banner, self.bin_dir)
+            self.guard.client = banner.protocol
+            self.guard.build = await asyncio.to_thread(llama_build, self.bin_dir)
+            self._facts_read = True
+
+    async def status(self, engine_info: dict | None, liveness: dict | None) -> dict:
+        """status's "cluster" block for this role (see the README's cluster section)."""
+        s = self.settings
+        build = await asyncio.to_thread(llama_build, self.bin_dir)
+        if self.role == BACKEND:
+            info = engine_info or {}
+            where = f"{s.bind}:{s.port}"
+            return {"role": BACKEND, "bind": s.bind, "port": s.port, "build": build,
+                    "protocol": info.get("protocol"), "devices": info.get("devices") or [],
+                    "memory_budget_mib": s.memory_budget_mib,
+                    "cache_dir": str(self.state_dir / "rpc-cache" / "rpc"),
+                    "warning": BACKEND_WARNING.format(where=where, bind=s.bind)}
+        if self.role == SERVER:
+            await self.read_facts()
+            return {"role": SERVER, "build": build,
+                    "protocol": str(self.guard.client) if self.guard.client else None,
+                    "backends": self.guard.snapshot(), "gpu_layers": s.gpu_layers,
+                    "repeat_penalty": s.repeat_penalty, "liveness": liveness}
+        return {"role": self.role}
