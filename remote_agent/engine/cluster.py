@@ -5,7 +5,9 @@
 - server: the engine is llama-server with `--rpc` over APP_RPC_BACKENDS, `--repeat-penalty` when
   APP_REPEAT_PENALTY is set, and gpu_layers from GPU_LAYERS/APP_GPU_LAYERS (99). Every launch is
   checked first by a BackendGuard (engine/backends.py), and a LivenessWatch (engine/liveness.py)
-  watches the llama-server that serves.
+  watches the llama-server that serves. `ctx auto` is resolved in the same preflight, while the
+  backends are idle: the largest context that fits every device (fit/devices.py), launched with
+  `--fit off` and the split as an explicit `-ts`.
 - none: no engine at all; sshd and the agent idle.
 
 Requests that make no sense in a role are refused with RoleRefused (code not_in_role), which says
@@ -15,14 +17,22 @@ what the role does instead.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 
-from remote_agent.engine.adapters.base import EngineConfig
+from remote_agent.engine.adapters.base import EngineConfig, EngineFailure, NothingFits
 from remote_agent.engine.adapters.rpc_server import NAME as RPC_SERVER, cache_env
 from remote_agent.engine.backends import BackendGuard
+from remote_agent.engine.fit_launch import FIT_ERROR
 from remote_agent.engine.roles import BACKEND, ENGINE, NONE, SERVER, ClusterSettings
-from remote_agent.engine.rpc_build import llama_build, rpc_banner
+from remote_agent.engine.rpc_build import list_rpc_devices, llama_build, rpc_banner
+from remote_agent.fit.agent_fit import FitTarget, run_config
+from remote_agent.fit.devices import FitParamsError, fit_devices
+from remote_agent.fit.estimate import EstimateError
+from remote_agent.fit.gguf_meta import GGUFFormatError, read_header
 from remote_agent.protocol import WireError
+
+MARGIN_MIB = 1024  # llama.cpp's default fit target per device (-fitt), kept free when no budget is given
 
 NOT_IN_ROLE = "not_in_role"
 BACKEND_WARNING = ("ggml-rpc-server has no authentication: whoever reaches {where} can run code in this pod; "
@@ -32,8 +42,6 @@ _REFUSALS = {
           "set APP_MODE=server or backend, then restart the pod",
     BACKEND: "this pod is an RPC backend (APP_MODE=backend): it lends its device to a llama-server on the server "
              "pod and serves no model itself; engine.restart restarts its ggml-rpc-server",
-    SERVER: "this pod is an RPC cluster's server (APP_MODE=server): its context is not searched across the "
-            "backends' devices yet; pass a number as ctx (CTX)",
 }
 
 
@@ -57,6 +65,7 @@ class ClusterRole:
         self.guard = (BackendGuard(settings.backends, None, None, timeout_s=timeout_s, poll_s=poll_s)
                       if self.role == SERVER else None)
         self._facts_read = False
+        self.last_fit: dict | None = None  # the server's last fit across devices (fit/devices.DeviceFit)
 
     @property
     def is_cluster(self) -> bool:
@@ -80,11 +89,43 @@ class ClusterRole:
         penalty = ("--repeat-penalty", f"{s.repeat_penalty:g}") if s.repeat_penalty is not None else ()
         return ("--rpc", s.rpc_list, *penalty)
 
-    async def preflight(self, config: EngineConfig) -> None:
-        """The server's check before each launch (BackendGuard.preflight), once this build's facts are
-        read. Raises PausedUntil."""
+    async def preflight(self, config: EngineConfig) -> EngineConfig:
+        """The server's check before each launch (BackendGuard.preflight, once this build's facts are
+        read), then a pending `ctx auto` resolved across the devices. Returns the config to launch.
+        Raises PausedUntil (a backend), NothingFits, EngineFailure fit_error."""
         await self.read_facts()
         await self.guard.preflight(config)
+        return config if config.fit is None else await self.fit(config)
+
+    async def fit(self, config: EngineConfig) -> EngineConfig:
+        """config with its pending FitRequest resolved: the largest ctx that fits every RPC device within
+        its budget (the request's, else free memory less MARGIN_MIB), `--fit off` and `-ts` pinned."""
+        request, s = config.fit, self.settings
+        model = Path(config.model_path)
+        try:
+            memory = tuple(run_config(FitTarget(model, config.engine, config.args, config.parallel, config.batch_size,
+                                                config.ubatch_size), cache_type=request.cache_type).engine_args())
+            budgets = list(request.device_budgets_mib or await self._free_budgets())
+            trained = read_header(model).arch_value("context_length")
+            result = await asyncio.to_thread(
+                fit_devices, Path(self.bin_dir or "") / "llama-fit-params", model, [str(b) for b in s.backends],
+                budgets, gpu_layers=config.gpu_layers if config.gpu_layers is not None else 99,
+                ctx_cap=request.ctx_cap, trained_ctx=trained, settings=memory, state_dir=self.state_dir,
+                fresh=request.fresh)
+        except (FitParamsError, EstimateError, GGUFFormatError, OSError, ValueError) as exc:
+            raise EngineFailure(FIT_ERROR, f"ctx auto across the backends' devices could not run: {exc}; pass a "
+                                "number as ctx, or budgets_mib to fit.search") from None
+        self.last_fit = result.to_dict()
+        if result.status != "fits":
+            raise NothingFits(result.message)
+        split = ",".join(map(str, result.tensor_split))
+        return replace(config, fit=None, ctx=result.ctx, fit_args=("--fit", "off", "-ts", split, *memory))
+
+    async def _free_budgets(self) -> list[int]:
+        devices = await asyncio.to_thread(list_rpc_devices, self.bin_dir, self.settings.rpc_list)
+        if not devices:
+            raise ValueError("llama-server --list-devices showed no RPC device")
+        return [max(1, device.free_mib - MARGIN_MIB) for device in devices]
 
     async def read_facts(self) -> None:
         """This pod's llama.cpp build and RPC protocol, for the server's comparison (once; in a thread)."""

@@ -20,6 +20,9 @@ class FitRequest:
     fresh: bool = False               # ignore a remembered result
     cache_type: str | None = None     # KV cache type for K and V (fit.search); None: from ARGS, else f16
     budget_bytes: int | None = None   # an explicit budget for this search only
+    # An RPC cluster's server: each device's budget in MiB, in --rpc order (fit/devices.py); None:
+    # each device's free memory less llama.cpp's default 1024 MiB margin.
+    device_budgets_mib: tuple[int, ...] | None = None
 
 
 def parse_ctx(value) -> int | str | None:

@@ -35,6 +35,7 @@ NOT_AN_ADDRESS = "not-an-address"  # makes ggml-rpc-server print its banner and 
 _VERSION = re.compile(r"Starting RPC server v(\d+\.\d+\.\d+)")
 _DEVICE = re.compile(r"^\s+(\S+): (.*) \((\d+) MiB, (\d+) MiB free\)\s*$")
 _BUILD = re.compile(r"version:\s*(.+)")
+_LISTED = re.compile(r"^\s*(RPC\d+): (\S+) \((\d+) MiB, (\d+) MiB free\)")
 log = logging.getLogger("remote_agent.engine")
 
 
@@ -130,3 +131,14 @@ def rpc_banner(bin_dir: Path | None) -> RpcBanner:
     banner = _remembered(binary, "banner",
                          lambda: parse_banner((_run([str(binary), "-H", NOT_AN_ADDRESS, "-p", "1"]) or "").splitlines()))
     return banner or RpcBanner()
+
+
+def list_rpc_devices(bin_dir: Path | None, rpc: str) -> list[RpcDevice]:
+    """The RPC devices `llama-server --rpc rpc --list-devices` lists (name RPCn, the endpoint as its
+    description, total and free MiB now), in --rpc order. It opens two connections to each backend,
+    so call it only while no llama-server of ours holds them. Blocking: call it off the event loop."""
+    if bin_dir is None:
+        return []
+    text = _run([str(Path(bin_dir) / "llama-server"), "--rpc", rpc, "--list-devices"]) or ""
+    found = (_LISTED.match(line) for line in text.splitlines())
+    return [RpcDevice(m.group(1), m.group(2), int(m.group(3)), int(m.group(4))) for m in found if m]

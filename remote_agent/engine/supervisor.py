@@ -48,10 +48,10 @@ class EngineSupervisor:
                  on_stopped: Callable[[], None] = lambda: None, stack_limit: int | None = None,
                  fitter: AgentFitter | None = None, api_key: EngineKey = KEYLESS,
                  engine_record: EngineRecordFile | None = None,
-                 preflight: Callable[[EngineConfig], Awaitable[None]] | None = None) -> None:
+                 preflight: Callable[[EngineConfig], Awaitable[EngineConfig]] | None = None) -> None:
         self.logbuf = logbuf
-        # Run before every launch (an RPC server's backend check): raises EngineFailure, or PausedUntil
-        # for a cause elsewhere that may go away by itself.
+        # Run before every launch (an RPC server's backend check): returns the config to launch, with a
+        # pending fit resolved; raises EngineFailure, or PausedUntil for a cause elsewhere that may go away.
         self.preflight = preflight
         self._waiter: asyncio.Task | None = None  # waits for a PausedUntil's cause to go away
         # Where the running engine is written down, so the next daemon can stop it should this one
@@ -200,7 +200,7 @@ class EngineSupervisor:
         self._generation += 1
         self._set_state(STARTING, model=config.model)
         if self.preflight is not None:
-            await self.preflight(config)
+            config = self.config = await self.preflight(config)
         engine = await engine_process.spawn(config, adapter, self._generation, self.logbuf, bin_dir=self.bin_dir,
                                             address_space_limit=self.address_space_limit,
                                             stack_limit=self.stack_limit, agent_key=self.api_key)
@@ -241,7 +241,7 @@ class EngineSupervisor:
 
     async def _launch_or_fit(self, config: EngineConfig) -> EngineConfig:
         """Launch config; a pending `ctx auto` searches first and returns the config it left running."""
-        if config.fit is None:
+        if config.fit is None or self.preflight is not None:  # a preflight resolves its own fit
             return await self._launch(config)
         try:
             serving, self.last_fit = await fit_and_launch(config, self.fitter, self._controls())

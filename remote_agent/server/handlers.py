@@ -222,15 +222,18 @@ class Agent:
                 **self._fit_field(config)}
 
     async def fit_search(self, params: dict, emit: Emit) -> dict:
-        """Search the largest ctx for a model (the current one by default) and leave it serving. Raises
-        RoleRefused in every cluster role (not across devices yet)."""
-        self.role.refuse(BACKEND, NONE, SERVER)
+        """Search the largest ctx for a model (the current one by default) and leave it serving. An RPC
+        server fits every device (budgets_mib: MiB per device in --rpc order; default their free memory
+        less 1024) and answers fit/devices.DeviceFit's fields. Raises RoleRefused for backend and none."""
+        self.role.refuse(BACKEND, NONE)
         current = self.supervisor.config
         cap = params.get("ctx_max")
         if cap is None and isinstance(env := self._env_ctx_number(), int):
             cap = env
+        budgets = params.get("budgets_mib")
         request = FitRequest(ctx_cap=cap, fresh=bool(params.get("fresh")), cache_type=params.get("cache_type"),
-                             budget_bytes=params.get("budget_bytes"))
+                             budget_bytes=params.get("budget_bytes"),
+                             device_budgets_mib=tuple(budgets) if budgets else None)
         self._check_budget(request)
         if params.get("model") is None and current is not None:
             config = EngineConfig.from_dict({**current.to_dict(), "ctx": None, "fit_args": []})
@@ -244,11 +247,14 @@ class Agent:
         await self._check_engine(config)
         started = time.monotonic()
         await self.supervisor.swap(config, emit)
-        return {**(self.supervisor.last_fit or {}), "model": config.model, "state": self.supervisor.state,
+        return {**(self._last_fit() or {}), "model": config.model, "state": self.supervisor.state,
                 "search_s": round(time.monotonic() - started, 3)}
 
+    def _last_fit(self) -> dict | None:
+        return self.role.last_fit if self.role.role == SERVER else self.supervisor.last_fit
+
     def _fit_field(self, config: EngineConfig) -> dict:
-        return {"fit": self.supervisor.last_fit} if config.fit is not None else {}
+        return {"fit": self._last_fit()} if config.fit is not None else {}
 
     def _env_ctx_number(self) -> int | str | None:
         try:
@@ -257,7 +263,10 @@ class Agent:
             return None
 
     def _check_budget(self, request: FitRequest) -> None:
-        """Before anything is stopped: `auto` needs a budget (a GPU, an explicit one, or the stand-in's)."""
+        """Before anything is stopped: `auto` needs a budget (a GPU, an explicit one, or the stand-in's);
+        an RPC server's budgets are its devices' (fit/devices.py)."""
+        if self.role.role == SERVER:
+            return
         try:
             self.fitter.budget(request.budget_bytes)
         except BudgetError as exc:
@@ -313,8 +322,6 @@ class Agent:
         model_path = await self.resolve(params["model"], emit)
         ctx = fit or choose_ctx(params.get("ctx"), s.env_ctx, fresh=bool(params.get("fresh")))
         fit = ctx if isinstance(ctx, FitRequest) else None
-        if fit is not None:
-            self.role.refuse(SERVER)  # ctx auto: not across the backends' devices yet
         if fit is not None:
             self._check_budget(fit)  # before anything is stopped
         args = params.get("args")

@@ -69,6 +69,12 @@ def _cache_type(value: Any) -> None:
         raise ParamError(f"must be one of: {', '.join(sorted(CACHE_TYPE_BYTES))}")
 
 
+def _budgets(value: Any) -> None:
+    if not isinstance(value, list) or not value or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+        raise ParamError("must be a list of positive integers: MiB per RPC device, in APP_RPC_BACKENDS order")
+
+
 def _source(value: Any) -> None:
     if value not in (*SOURCES, "all"):
         raise ParamError(f"must be one of: {', '.join((*SOURCES, 'all'))}")
@@ -122,7 +128,7 @@ METHODS: dict[str, MethodSpec] = {
     "engine.api_key": MethodSpec("engine_api_key"),
     "fit.search": MethodSpec("fit_search", optional={"model": _model, "ctx_max": _positive,
                                                      "cache_type": _cache_type, "fresh": _bool,
-                                                     "budget_bytes": _positive}),
+                                                     "budget_bytes": _positive, "budgets_mib": _budgets}),
     "models.list": MethodSpec("models_list"),
     "models.delete": MethodSpec("models_delete", required={"name": _name}),
     "logs.tail": MethodSpec("logs_tail", optional={"n": _positive_int(MAX_LOG_TAIL), "follow": _bool,

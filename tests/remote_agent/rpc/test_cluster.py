@@ -94,3 +94,18 @@ def test_a_frozen_backend_is_found_by_the_liveness_check_within_seconds_and_serv
     cluster.server.wait_for_state({"ready"}, timeout=20)
     assert engine_pid(frozen) == frozen_pid, "the frozen backend survived (SIGPIPE ignored) and was not restarted"
     assert chat_completion(cluster.base_url, api_key=cluster.server.api_key(), max_tokens=4)["choices"]
+
+
+def test_a_backend_frozen_while_idle_is_found_by_the_one_token_probe(cluster):
+    cluster.server.wait_for_state({"ready"}, timeout=30)
+    frozen_pid = engine_pid(cluster.backends[1])
+    os.kill(frozen_pid, signal.SIGSTOP)  # nobody is asking: only the agent's 1-token probe can notice
+    frozen_at = time.monotonic()
+    try:
+        paused = cluster.server.wait_for_state({"paused"}, timeout=15)
+        assert time.monotonic() - frozen_at < 10
+        assert paused["last_error"]["backend"] == cluster.endpoints[1]
+        assert "made no progress" in cluster.server.log_text().rsplit("liveness:", 1)[1]
+    finally:
+        os.kill(frozen_pid, signal.SIGCONT)
+    cluster.server.wait_for_state({"ready"}, timeout=20)

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from remote_agent.engine.rpc_build import llama_build, parse_banner, rpc_banner
+from remote_agent.engine.rpc_build import list_rpc_devices, llama_build, parse_banner, rpc_banner
 from remote_agent.engine.rpc_wire import CLOSED, REFUSED, SILENT, BackendProbeError, RpcVersion, hello, listening
 from tests.testbed.procs import free_port, stop_process
 from tests.testbed.rpc import FakeRpcServer, wait_until
@@ -118,3 +118,11 @@ def test_the_build_says_its_protocol_and_devices_without_binding(llama_bin):
     again = parse_banner(["Starting RPC server v7.0.0", "Devices:", "  CPU: AMD EPYC (24105 MiB, 24105 MiB free)",
                           "Starting RPC server v7.1.0", "Devices:", "  CUDA0: NVIDIA H100 (81559 MiB, 80000 MiB free)"])
     assert again.protocol == RpcVersion(7, 1, 0) and [d.name for d in again.devices] == ["CUDA0"]
+
+
+def test_llama_server_lists_the_backends_devices_in_rpc_order(start_rpc, llama_bin):
+    (_, first), (_, second) = start_rpc(sigpipe_ignored=True), start_rpc(sigpipe_ignored=True)
+    devices = list_rpc_devices(llama_bin, f"127.0.0.1:{first},127.0.0.1:{second}")
+    assert [(d.name, d.description) for d in devices] == [("RPC0", f"127.0.0.1:{first}"),
+                                                          ("RPC1", f"127.0.0.1:{second}")]
+    assert all(0 < d.free_mib <= d.total_mib for d in devices)
