@@ -45,6 +45,7 @@ class Probe:
 
     @property
     def ok(self) -> bool:
+        """Whether the backend answered with a protocol this build accepts."""
         return self.state == OK
 
     def to_dict(self) -> dict:

@@ -49,7 +49,7 @@ class RoleRefused(WireError):
     """A request this role does not serve (code not_in_role); the message says what the role does."""
 
     def __init__(self, role: str) -> None:
-        super().__init__(NOT_IN_ROLE, _REFUSALS[role])
+        super().__init__(NOT_IN_ROLE, _REFUSALS.get(role, f"this pod's role ({role}) does not serve this request"))
 
 
 class ClusterRole:

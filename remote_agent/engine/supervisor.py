@@ -50,8 +50,7 @@ class EngineSupervisor:
                  engine_record: EngineRecordFile | None = None,
                  preflight: Callable[[EngineConfig], Awaitable[EngineConfig]] | None = None) -> None:
         self.logbuf = logbuf
-        # Run before every launch (an RPC server's backend check): returns the config to launch, with a
-        # pending fit resolved; raises EngineFailure, or PausedUntil for a cause elsewhere that may go away.
+        # Before every launch (an RPC server's): returns the config to launch, a pending fit resolved.
         self.preflight = preflight
         self._waiter: asyncio.Task | None = None  # waits for a PausedUntil's cause to go away
         # Where the running engine is written down, so the next daemon can stop it should this one

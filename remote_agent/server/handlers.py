@@ -303,6 +303,7 @@ class Agent:
         from remote_agent.models import store
         name = params["name"]
         serving = self.supervisor.config if self.supervisor.state not in ("stopped",) else None
+        serving = serving if serving is not None and serving.model_path else None  # a backend serves no file
         if serving is not None:
             target = store.inside(self.settings.models_dir, name).resolve()
             in_use = {p.resolve() for p in store.split_parts(Path(serving.model_path))}
@@ -330,6 +331,9 @@ class Agent:
         elif isinstance(args, str):
             args = shlex.split(args)
         if self.role.role == SERVER:
+            if engine != "llama-server":
+                raise RequestError("not_in_role", f"an RPC cluster's server runs llama-server (the RPC client), "
+                                   f"not {engine}; leave engine unset")
             args = (*self.role.server_args(), *args)
         config = EngineConfig(engine=engine, model=params["model"], model_path=str(model_path), port=s.port,
                               ctx=None if fit else ctx,

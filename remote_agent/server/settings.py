@@ -160,6 +160,11 @@ def engine_env(env: dict[str, str]) -> dict:
             check_rpc_args(extra_args)
         except EngineFailure as exc:
             raise SettingsError(exc.message) from None
+    if server and engine != "llama-server":
+        raise SettingsError(f"APP_MODE=server runs llama-server, the RPC client; ENGINE={engine} cannot be one. "
+                            "Unset ENGINE")
+    if server and any(arg == "--rpc" or arg.startswith("--rpc=") for arg in extra_args):
+        raise SettingsError("ARGS sets --rpc, which the agent sets from APP_RPC_BACKENDS; remove it from ARGS")
     return dict(
         port=(cluster.port if server else None) or _int_env(env, "PORT", 1, 65535) or DEFAULT_PORT,
         engine=engine,

@@ -46,6 +46,7 @@ class FakeRpcServer:
 
     @property
     def endpoint(self) -> str:
+        """host:port as llama-server's --rpc takes it."""
         return f"127.0.0.1:{self.port}"
 
     def _serve(self) -> None:

@@ -162,3 +162,12 @@ def test_role_none_runs_no_engine_and_says_so(llama_bin, tmp_path):
         assert "APP_MODE=none: no engine runs here" in daemon.log_text()
     finally:
         daemon.stop()
+
+
+def test_server_mode_runs_llama_server_and_takes_its_backends_from_app_rpc_backends_only():
+    base = {"APP_MODE": "server", "APP_RPC_BACKENDS": "h:1"}
+    with pytest.raises(SettingsError, match="ENGINE=koboldcpp cannot be one"):
+        engine_env({**base, "ENGINE": "koboldcpp"})
+    with pytest.raises(SettingsError, match="ARGS sets --rpc"):
+        engine_env({**base, "ARGS": "--rpc other:2 -t 4"})
+    assert engine_env({**base, "ARGS": "-t 4"})["args"] == ("-t", "4")
