@@ -9,8 +9,8 @@ Facts it builds on (SERVERLESS.md §3.3, §3.6):
 Rules:
 - pings go out only while no client request is in flight (a busy worker is not idling, and a ping
   queued behind a long answer could make the queue-delay scaler start a SECOND worker);
-- at most one ping is outstanding: while it waits in the queue (a cold or crash-looping
-  endpoint) no other is sent;
+- at most one job of serve's own is outstanding: while the wake job or a ping waits in the queue
+  (a cold or crash-looping endpoint) no ping is sent;
 - keep-alive stops after `idle_limit_s` without client requests (serve's start counts as one) and
   starts again with the next request.
 
@@ -254,8 +254,8 @@ class KeepWarm:
         if turn_off:
             self.emit("keep_warm", {"on": False, "reason": f"no requests for {idle_for:.0f} s", **self.summary()})
             return
-        if not due or self._ping_outstanding():
-            return
+        if not due or self._wake_job is not None or self._ping_outstanding():
+            return   # the wake job (or the last ping) still waits: another would only queue behind it
         try:
             job = self.client.run(WAKE_INPUT, {**WAKE_POLICY, "ttl": max(10000, int(self.interval_s() * 2000))})
         except ProviderError as exc:

@@ -122,3 +122,13 @@ def test_retries_are_bounded_and_a_generation_is_never_sent_twice(tmp_path, serv
                           json={"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4})
         assert chat.status_code == 504 and platform.counts["openai"] == 4 and len(served.events("retry")) == 2
         assert served.interrupt() == 0
+
+
+def test_no_ping_is_queued_behind_the_wake_job_while_a_worker_starts(cold_platform, tmp_path, serves):
+    served = start_serve(serverless_env(tmp_path, cold_platform), "--ping-every", "0.3s", "--health-every", "0.1s")
+    serves.append(served)
+    served.wait_event("woken", timeout_s=60)
+    kinds = [e["event"] for e in served.events()]
+    assert "ping" not in kinds[:kinds.index("woken")]   # pings only once a worker answered
+    served.wait_event("ping")   # and then they flow
+    assert cold_platform.worker_starts == 1 and served.interrupt() == 0
