@@ -24,6 +24,7 @@ VERBS = {
     "local": "local", "locate": "locate",
     "endpoints": "endpoints",
     "serve": "serve",
+    "cluster": "cluster",
 }
 
 

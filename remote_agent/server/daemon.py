@@ -249,6 +249,7 @@ class AgentDaemon:
                 boot.cancel()
             for task in watchers:
                 task.cancel()
+            await self.agent.links.stop()
             for task in list(self._connections):
                 task.cancel()
             if not owner.done():

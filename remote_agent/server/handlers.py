@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from remote_agent import __version__, engine_key
+from remote_agent import __version__, engine_key, jupyter
 from remote_agent.engine.adapters import adapter_for
 from remote_agent.engine.adapters.base import EngineConfig, EngineFailure
 from remote_agent.engine.cluster import ClusterRole
@@ -24,6 +24,8 @@ from remote_agent.engine.roles import BACKEND, ENGINE, NONE, SERVER
 from remote_agent.engine.supervisor import EngineSupervisor
 from remote_agent.fit.agent_fit import AgentFitter, FitSettings
 from remote_agent.fit.budget import BudgetError, EngineOverhead
+from remote_agent.links.methods import LinkMethods
+from remote_agent.links.supervisor import LinkSet
 from remote_agent.idle import DownloadProbe, EngineProbe, IdleWatcher
 from remote_agent.protocol import INTERNAL, WireError
 from remote_agent.server.settings import AgentSettings
@@ -39,7 +41,7 @@ class RequestError(WireError):
     """A request the agent refuses (no_model, no_budget, in_use); `code` goes on the wire."""
 
 
-class Agent:
+class Agent(LinkMethods):
     """What each request does: the METHODS handlers, `await agent.<handler>(params, emit)` with params
     already checked and emit(kind, data) sending stream events. Engine changes go through the
     supervisor. Handlers raise WireError subclasses (RequestError, ModelError, EngineFailure), which
@@ -67,6 +69,7 @@ class Agent:
             preflight=self.role.preflight if self.role.role == SERVER else None)
         self.activity: IdleWatcher | None = None  # set by start_activity_clock
         self.liveness = None  # an RPC server's LivenessWatch, set by start_watchers
+        self.links = LinkSet(settings.state_dir)  # an RPC server's SSH links to its backends (links/)
 
     def start_activity_clock(self, done: threading.Event) -> None:
         """Measure idleness (no engine request, no download) for `status.idle_s`, in a thread: the
@@ -90,7 +93,8 @@ class Agent:
         interval, deadline, idle_probe = self.settings.liveness
         self.liveness = LivenessWatch(lambda: self.supervisor.ready_engine, self.supervisor.report_hung,
                                       interval_s=interval, deadline_s=deadline, idle_probe_s=idle_probe)
-        return [asyncio.create_task(self.liveness.run(), name="liveness")]
+        return [asyncio.create_task(self.liveness.run(), name="liveness"),
+                asyncio.create_task(self.restore_links(), name="links-restore")]
 
     # ---- persistence -------------------------------------------------------------------------
     def _remember_good(self, config: EngineConfig) -> None:
@@ -177,6 +181,8 @@ class Agent:
         if self.role.is_cluster:
             liveness = self.liveness.snapshot() if self.liveness is not None else None
             cluster = {"cluster": await self.role.status(snapshot.get("engine_info"), liveness)}
+            if self.role.role == SERVER:
+                cluster["cluster"]["links"] = self.links.snapshot()
             if self.role.role == BACKEND:
                 snapshot.update(model=None, model_path=None)
         keyless = self.role.role in (BACKEND, NONE)  # no engine with an HTTP API here
@@ -192,6 +198,8 @@ class Agent:
             "api_key_required": key.required and not keyless,
             "warnings": [key.warning] if key.warning and not keyless else [],
             "role": self.role.role,
+            # Jupyter (pod mode, JUPYTER=1): boot runs it and writes its state; null when boot never started it
+            "jupyter": jupyter.read_state(self.settings.state_dir),
             **cluster,
         }
 
@@ -202,6 +210,12 @@ class Agent:
         in `status`, which scripts print and poll."""
         key = self.supervisor.engine_key
         return {"api_key": key.value, "source": key.source, "required": key.required}
+
+    async def jupyter_token(self, params: dict, emit: Emit) -> dict:
+        """`jupyter.token`: {"token": the token Jupyter requires (null: boot never started Jupyter), "state":
+        jupyter.read_state(...) or null}. Its own method, like engine.api_key: never in `status`."""
+        state = jupyter.read_state(self.settings.state_dir)
+        return {"token": jupyter.read_token(self.settings.state_dir) if state else None, "state": state}
 
     async def engine_start(self, params: dict, emit: Emit) -> dict:
         """`engine.start`: resolve (maybe download) the model and start it; returns status, plus "fit" when

@@ -85,6 +85,10 @@ def _name(value: Any) -> None:
         raise ParamError("must be a model name as models.list shows it")
 
 
+def _any(value: Any) -> None:
+    """Checked by the handler itself (links/spec.py), with messages that name the inner field."""
+
+
 @dataclass(frozen=True)
 class MethodSpec:
     """A method's handler (an Agent method name, or a daemon stream) and its parameter checks."""
@@ -126,11 +130,17 @@ METHODS: dict[str, MethodSpec] = {
     "engine.stop": MethodSpec("engine_stop"),
     "engine.restart": MethodSpec("engine_restart"),
     "engine.api_key": MethodSpec("engine_api_key"),
+    "jupyter.token": MethodSpec("jupyter_token"),
     "fit.search": MethodSpec("fit_search", optional={"model": _model, "ctx_max": _positive,
                                                      "cache_type": _cache_type, "fresh": _bool,
                                                      "budget_bytes": _positive, "budgets_mib": _budgets}),
     "models.list": MethodSpec("models_list"),
     "models.delete": MethodSpec("models_delete", required={"name": _name}),
+    # RPC cluster links (remote_agent/links/methods.py); links' fields are checked there
+    "cluster.link": MethodSpec("cluster_link", required={"links": _any, "known_hosts": _any, "private_key": _any},
+                               optional={"wait_s": _positive}),
+    "cluster.unlink": MethodSpec("cluster_unlink"),
+    "cluster.authorize": MethodSpec("cluster_authorize", optional={"public_key": _any}),
     "logs.tail": MethodSpec("logs_tail", optional={"n": _positive_int(MAX_LOG_TAIL), "follow": _bool,
                                                   "source": _source}),
 }

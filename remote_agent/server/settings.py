@@ -57,6 +57,7 @@ class AgentSettings:
     liveness: tuple[float, float, float] = (5.0, 60.0, 60.0)
     backend_timeout_s: float = 5.0
     backend_poll_s: float = 2.0
+    authorized_keys: Path = Path("~/.ssh/authorized_keys")  # a backend's: the cluster key goes here (links/)
 
 
 def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
@@ -106,6 +107,8 @@ def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
                      "(off when IDLE_STOP_MINUTES is set, since a probe is a request; default: %(default)s)")
     rpc.add_argument("--backend-timeout", type=float, default=5.0,
                      help="deadline of the RPC handshake with each backend before a start (default: %(default)s)")
+    rpc.add_argument("--authorized-keys", default="~/.ssh/authorized_keys",
+                     help="a backend's authorized_keys, where cluster.authorize puts the cluster's link key")
     rpc.add_argument("--backend-poll", type=float, default=2.0,
                      help="how often a server paused for a backend asks it again (default: %(default)s)")
 
@@ -243,4 +246,5 @@ def settings_from(args: argparse.Namespace, env: dict[str, str] | None = None) -
                   0.0 if env.get("IDLE_STOP_MINUTES", "").strip() else args.liveness_idle_probe),
         backend_timeout_s=args.backend_timeout,
         backend_poll_s=args.backend_poll,
+        authorized_keys=Path(args.authorized_keys).expanduser(),
     )

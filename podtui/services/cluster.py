@@ -1,0 +1,260 @@
+"""RPC clusters (issue 18): link a server pod to its backends over SSH links its agent owns.
+
+`link_cluster` talks to every member's agent over podtui's own verified channel (sessions.py:
+pinned host keys, nothing trusted on first use) and:
+1. reads each status: the server must be APP_MODE=server, the backends APP_MODE=backend, and every
+   pod must run the same llama.cpp build (RPC.md fact 13: another build aborts llama-server);
+2. makes a key pair for the cluster, in memory only: the public half goes to each backend's agent
+   (`cluster.authorize`, limited there to forwarding its RPC port), the private half to the server's
+   agent inside `cluster.link`, with the backends' verified pins as a known_hosts file. podtui never
+   writes the private key to disk;
+3. maps the server's APP_RPC_BACKENDS entries (127.0.0.1:PORT, in order) to the backends, in the
+   order given, and waits for the links to be up.
+With direct=True (a Runpod Instant Cluster's overlay) no link is made: the server reaches the
+backends' ggml-rpc-server on their overlay address, which trusts every pod on the overlay (Runpod
+says only the account's cluster members share it, RPC.md §5.2) with an unauthenticated RPC port.
+Clusters are remembered in podtui's config dir (clusters.json: names and members, no secrets).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from podtui import paths
+from podtui.agent.client import AgentClient
+from podtui.errors import PodtuiError, UsageProblem
+from podtui.services import sessions
+from podtui.services.sessions import SessionTarget
+from podtui.ssh.connection import ConnectOptions
+from podtui.ssh.known_hosts import KnownHosts
+
+Progress = Callable[[str, str], None]
+LINK_WAIT_S = 30
+
+
+class ClusterProblem(PodtuiError):
+    """The pods cannot form this cluster (role, build, endpoints, pins); the fix says what to change."""
+
+
+@dataclass
+class Member:
+    """One pod of the cluster as TARGET named it, its session, its agent and its status."""
+    ref: str
+    session: SessionTarget
+    client: AgentClient | None = None
+    status: dict | None = None
+
+    @property
+    def cluster(self) -> dict:
+        return (self.status or {}).get("cluster") or {}
+
+
+def cluster_key(comment: str = "podtui-cluster") -> tuple[str, str]:
+    """A new Ed25519 key pair: (OpenSSH private key text, `ssh-ed25519 AAAA… comment`). In memory only."""
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return private, f"{public.decode()} {comment}"
+
+
+def check_members(server: Member, backends: list[Member], direct: bool) -> list[str]:
+    """The server's RPC endpoints (APP_RPC_BACKENDS order) once roles, builds and counts agree.
+    Raises ClusterProblem naming the pod and the fix."""
+    if server.cluster.get("role") != "server":
+        raise ClusterProblem(f"{server.ref} is not an RPC server (its role is {server.status.get('role')})",
+                             "start it with APP_MODE=server and APP_RPC_BACKENDS=127.0.0.1:60151,… (one per backend)")
+    for backend in backends:
+        if backend.cluster.get("role") != "backend":
+            raise ClusterProblem(f"{backend.ref} is not an RPC backend (its role is {backend.status.get('role')})",
+                                 "start it with APP_MODE=backend")
+    builds = {m.ref: m.cluster.get("build") for m in (server, *backends)}
+    if None in builds.values() or len(set(builds.values())) != 1:
+        listing = "; ".join(f"{ref}: {build or 'unknown'}" for ref, build in builds.items())
+        raise ClusterProblem(f"the pods run different llama.cpp builds ({listing}); llama-server aborts on a backend "
+                             "of another RPC protocol", "run the same image (the same llama.cpp build) on every pod")
+    endpoints = [b["endpoint"] for b in server.cluster.get("backends") or []]
+    if len(endpoints) != len(backends):
+        raise ClusterProblem(f"{server.ref} expects {len(endpoints)} backend(s) (APP_RPC_BACKENDS), "
+                             f"{len(backends)} given", "name one BACKEND per APP_RPC_BACKENDS entry, in its order")
+    if not direct and any(not e.startswith("127.0.0.1:") for e in endpoints):
+        raise ClusterProblem(f"{server.ref}'s APP_RPC_BACKENDS ({','.join(endpoints)}) are not on its loopback, "
+                             "where links listen", "set APP_RPC_BACKENDS=127.0.0.1:60151,127.0.0.1:60152,… "
+                             "or use --direct on an Instant Cluster's overlay")
+    if direct:
+        for backend, endpoint in zip(backends, endpoints):
+            mine = f"{backend.cluster.get('bind')}:{backend.cluster.get('port')}"
+            if mine != endpoint:
+                raise ClusterProblem(f"{server.ref} reaches its backend at {endpoint} but {backend.ref} listens "
+                                     f"on {mine}", "give the backends in APP_RPC_BACKENDS order")
+    return endpoints
+
+
+def _alias(index: int, ref: str) -> str:
+    return f"podtui-rpc-{index}-" + re.sub(r"[^A-Za-z0-9.-]", "-", ref)[:40]
+
+
+def pinned_line(backend: Member, alias: str, known_hosts: KnownHosts) -> str:
+    """known_hosts lines naming alias with the backend's verified pins. Raises ClusterProblem
+    when there is none (an unverified pin is not passed on: the server would trust it blindly)."""
+    pins = [pin for pin in known_hosts.pins_for(backend.session.ssh.alias) if pin.verified]
+    if not pins:
+        raise ClusterProblem(f"{backend.ref}'s host key is not pinned as verified",
+                             f"verify it first: podtui hostkey {backend.ref} --pin SHA256:… (from the pod's log)")
+    return "".join(f"{alias} {pin.key.key_type} {pin.key.base64}\n" for pin in pins)
+
+
+def link_specs(backends: list[Member], endpoints: list[str], reach: dict[str, str],
+               known_hosts: KnownHosts) -> tuple[list[dict], str]:
+    """cluster.link's links and known_hosts: each backend's sshd as the server pod reaches it
+    (reach[ref] "host:port", else the address podtui uses) under its pin's alias."""
+    links, lines = [], ""
+    for index, (backend, endpoint) in enumerate(zip(backends, endpoints)):
+        target = backend.session.ssh
+        host, port = target.host, target.port
+        if backend.ref in reach:
+            host, _, port_text = reach[backend.ref].rpartition(":")
+            port = int(port_text)
+        alias = _alias(index, backend.ref)
+        lines += pinned_line(backend, alias, known_hosts)
+        links.append({"name": re.sub(r"[^A-Za-z0-9._@-]", "-", backend.ref)[:64], "endpoint": endpoint,
+                      "host": host, "port": port, "user": target.user,
+                      "rpc_port": int(backend.cluster.get("port") or 50052), "host_key_alias": alias})
+    return links, lines
+
+
+def link_cluster(server_ref: str, backend_refs: list[str], *, name: str | None = None, reach: dict[str, str] | None = None,
+                 direct: bool = False, options: ConnectOptions | None = None, progress: Progress = lambda *a: None,
+                 resolve: Callable[[str], SessionTarget] | None = None) -> dict:
+    """Link SERVER to BACKENDs (see the module docstring). Returns {"name", "server", "backends",
+    "links": [the server's link snapshots], "direct"}. Raises ClusterProblem, UsageProblem,
+    HostKeyNotVerified, CannotConnect, AgentError."""
+    if not backend_refs:
+        raise UsageProblem("no BACKEND given", "name each backend pod after the server: cluster link SERVER B1 B2")
+    reach = reach or {}
+    resolve = resolve or sessions.resolve_session_target
+    known_hosts = KnownHosts(paths.known_hosts_file())
+    members = [Member(ref, resolve(ref)) for ref in (server_ref, *backend_refs)]
+    for member in members[1:]:
+        if member.session.ssh is None and not direct:
+            raise UsageProblem(f"{member.ref} has no SSH address to link to", "use pods reachable over SSH")
+    with ExitStack() as stack:
+        for member in members:
+            progress("status", f"asking {member.ref}'s agent for its status")
+            member.client = stack.enter_context(sessions.agent_session(member.session, known_hosts, options=options))
+            member.status = member.client.call("status", timeout=30)
+        server, backends = members[0], members[1:]
+        endpoints = check_members(server, backends, direct)
+        links: list[dict] = []
+        if not direct:
+            specs, lines = link_specs(backends, endpoints, reach, known_hosts)
+            private, public = cluster_key(f"podtui-cluster-{name or server_ref}")
+            for backend in backends:
+                progress("authorize", f"authorizing the cluster key on {backend.ref} (its RPC port only)")
+                backend.client.call("cluster.authorize", {"public_key": public}, timeout=30)
+            progress("link", f"starting {len(specs)} link(s) on {server.ref}")
+            answer = server.client.call("cluster.link", {"links": specs, "known_hosts": lines,
+                                                         "private_key": private, "wait_s": LINK_WAIT_S},
+                                        timeout=LINK_WAIT_S + 30)
+            del private
+            links = answer["links"]
+    record = {"name": name or server_ref, "server": server_ref, "backends": list(backend_refs), "direct": direct,
+              "reach": reach, "linked_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    save_cluster(record)
+    bad = [link for link in links if link["state"] != "up"]
+    if bad:
+        raise ClusterProblem("link(s) not up: " + "; ".join(f"{l['name']} {l['state']}: {l['last_error']}" for l in bad),
+                             "check the backend pod (its sshd and host key), then `podtui cluster link` again")
+    return {**record, "links": links}
+
+
+def clusters_file():
+    return paths.config_dir() / "clusters.json"
+
+
+def load_clusters() -> dict[str, dict]:
+    """The remembered clusters by name ({} when none)."""
+    try:
+        return json.loads(clusters_file().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def save_cluster(record: dict) -> None:
+    clusters = load_clusters()
+    clusters[record["name"]] = record
+    clusters_file().parent.mkdir(parents=True, exist_ok=True)
+    clusters_file().write_text(json.dumps(clusters, indent=1))
+
+
+def forget_cluster(name: str) -> bool:
+    clusters = load_clusters()
+    if clusters.pop(name, None) is None:
+        return False
+    clusters_file().write_text(json.dumps(clusters, indent=1))
+    return True
+
+
+def find_cluster(name: str) -> dict:
+    """A remembered cluster by name; raises UsageProblem naming the known ones."""
+    clusters = load_clusters()
+    if name not in clusters:
+        known = ", ".join(sorted(clusters)) or "none"
+        raise UsageProblem(f"no cluster named {name!r} (known: {known})", "see `podtui cluster list`")
+    return clusters[name]
+
+
+def cluster_status(name: str, *, options: ConnectOptions | None = None,
+                   resolve: Callable[[str], SessionTarget] | None = None) -> dict:
+    """{"name", "server": {ref, state, links, backends, last_error}, "backends": [{ref, state, build,
+    devices}]}: every member's agent asked once; an unreachable one is reported, not raised."""
+    record = find_cluster(name)
+    resolve = resolve or sessions.resolve_session_target
+    known_hosts = KnownHosts(paths.known_hosts_file())
+
+    def ask(ref: str) -> dict:
+        try:
+            with sessions.agent_session(resolve(ref), known_hosts, options=options) as client:
+                return client.call("status", timeout=30)
+        except PodtuiError as exc:
+            return {"state": "unreachable", "last_error": {"message": exc.title}}
+
+    server = ask(record["server"])
+    cluster = server.get("cluster") or {}
+    out = {"name": record["name"], "direct": record.get("direct", False),
+           "server": {"ref": record["server"], "state": server.get("state"), "links": cluster.get("links") or [],
+                      "backends": cluster.get("backends") or [], "last_error": server.get("last_error"),
+                      "build": cluster.get("build")},
+           "backends": []}
+    for ref in record["backends"]:
+        status = ask(ref)
+        info = status.get("cluster") or {}
+        out["backends"].append({"ref": ref, "state": status.get("state"), "build": info.get("build"),
+                                "devices": info.get("devices") or [], "memory_budget_mib": info.get("memory_budget_mib"),
+                                "last_error": status.get("last_error")})
+    return out
+
+
+def unlink_cluster(name: str, *, options: ConnectOptions | None = None,
+                   resolve: Callable[[str], SessionTarget] | None = None) -> dict:
+    """Stop the server's links and remove the cluster key from every backend; forget the cluster."""
+    record = find_cluster(name)
+    resolve = resolve or sessions.resolve_session_target
+    known_hosts = KnownHosts(paths.known_hosts_file())
+    done = {}
+    for ref, method in ((record["server"], "cluster.unlink"), *((b, "cluster.authorize") for b in record["backends"])):
+        if record.get("direct"):
+            break
+        with sessions.agent_session(resolve(ref), known_hosts, options=options) as client:
+            client.call(method, {}, timeout=30)
+            done[ref] = method
+    forget_cluster(name)
+    return {"name": name, "unlinked": done}

@@ -1,0 +1,152 @@
+"""`podtui cluster link` end to end on loopback, all real parts: three "pods", each a real sshd with its
+own host key and a real `remote-agent daemon`; two backends run the real ggml-rpc-server, the server
+runs the real llama-server --rpc over real OpenSSH links that its agent starts with the host keys
+podtui pinned; podtui reaches every agent through its own verified SSH channel (`podtui hosts add
+--fingerprint`). The test bed's FreezableRelay stands in for a network path that freezes."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.testbed.cli import run_podtui, start_tunnel
+from tests.testbed.llama import chat_completion
+from tests.testbed.procs import free_port
+from tests.testbed.relay import FreezableRelay
+from tests.testbed.rpc import wait_until
+from tests.testbed.rpc_pods import add_host, start_backend, start_pod, start_server, stop_pods
+from tests.testbed.sshd import SshServer, generate_key, have_sshd
+
+pytestmark = [pytest.mark.skipif(not have_sshd(), reason="needs openssh-server"), pytest.mark.timeout(90)]
+
+
+@pytest.fixture(scope="module")
+def pods(llama_bin, tiny_model, tmp_path_factory):
+    root = tmp_path_factory.mktemp("rpc-pods")
+    client_key = generate_key(root / "podtui_key")
+    env = {**os.environ, "PODTUI_CONFIG_DIR": str(root / "cfg"), "PODTUI_STATE_DIR": str(root / "state"),
+           "SSH_AUTH_SOCK": "", "HOME": str(root / "home")}
+    started = []
+    try:
+        for name in ("backend-a", "backend-b"):
+            started.append(start_backend(root, name, llama_bin, client_key))
+        started.append(start_server(root, llama_bin, tiny_model, [free_port(), free_port()], client_key))
+        for pod in started:
+            add_host(env, pod, client_key)
+        yield {"env": env, "a": started[0], "b": started[1], "server": started[2], "root": root,
+               "key": client_key, "llama_bin": llama_bin}
+    finally:
+        stop_pods(started)
+
+
+def link(pods, *extra: str):
+    return run_podtui(pods["env"], "cluster", "link", "server", "backend-a", "backend-b", "--name", "c1", "--json",
+                      *extra, timeout=80)
+
+
+def links_of(pods) -> dict[str, dict]:
+    return {item["name"]: item for item in pods["server"].status()["cluster"]["links"]}
+
+
+def test_link_then_a_chat_completion_through_podtuis_tunnel(pods):
+    started = time.monotonic()
+    out = link(pods)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert [item["state"] for item in result["links"]] == ["up", "up"]
+    assert "PRIVATE KEY" not in out.stdout + out.stderr
+    server = pods["server"].daemon
+    server.wait_for_state({"ready"}, timeout=60)
+    # the backends hold the cluster key for their RPC port only, and the server keeps its half 0600
+    for pod in (pods["a"], pods["b"]):
+        line = next(l for l in pod.sshd.authorized_keys.read_text().splitlines() if l.endswith("podtui-cluster"))
+        assert line.startswith(f'restrict,port-forwarding,permitopen="127.0.0.1:{pod.daemon.env["APP_PORT"]}"')
+    key_file = server.root / "state" / "links" / "cluster_key"
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+    tunnel = start_tunnel(pods["env"], "server", "-L", f"0:127.0.0.1:{server.port}")
+    try:
+        answer = chat_completion(tunnel.local_url, api_key=server.api_key(), max_tokens=4)
+        assert answer["choices"][0]["message"]["content"] is not None
+    finally:
+        tunnel.interrupt()
+    status = json.loads(run_podtui(pods["env"], "cluster", "status", "c1", "--json").stdout)
+    assert status["server"]["state"] == "ready" and {l["state"] for l in status["server"]["links"]} == {"up"}
+    assert [b["state"] for b in status["backends"]] == ["ready", "ready"]
+    listed = json.loads(run_podtui(pods["env"], "cluster", "list", "--json").stdout)
+    assert [c["name"] for c in listed["clusters"]] == ["c1"]
+    print(f"link + ready + chat in {time.monotonic() - started:.1f} s")
+
+
+def test_a_frozen_link_is_found_within_10_s_and_comes_back(pods):
+    relay = FreezableRelay(pods["a"].sshd.port)
+    try:
+        out = link(pods, "--reach", f"backend-a=127.0.0.1:{relay.port}")
+        assert out.returncode == 0, out.stderr
+        server = pods["server"].daemon
+        server.wait_for_state({"ready"}, timeout=60)
+        relay.freeze()
+        frozen = time.monotonic()
+        wait_until(lambda: links_of(pods)["backend-a"]["state"] != "up", 12, "the frozen link noticed")
+        detected = time.monotonic() - frozen
+        assert detected <= 10.5, detected
+        relay.resume()
+        wait_until(lambda: links_of(pods)["backend-a"]["state"] == "up", 30, "the link back up")
+        status = server.wait_for_state({"ready"}, timeout=40)
+        assert status["cluster"]["links"][0]["restarts"] >= 1
+        print(f"frozen link noticed after {detected:.1f} s")
+    finally:
+        relay.close()
+
+
+def test_a_backend_presenting_another_host_key_is_refused_and_sent_nothing(pods, tmp_path):
+    b = pods["b"]
+    impostor = SshServer(tmp_path / "impostor")  # another host key, and it would accept the cluster key
+    impostor.authorized_keys = b.sshd.authorized_keys
+    impostor.start()
+    try:
+        accepted_before = b.engine_log().count("Accepted client connection")
+        out = link(pods, "--reach", f"backend-b=127.0.0.1:{impostor.port}")
+        assert out.returncode == 1, out.stderr
+        assert "refused" in out.stderr and "host key" in out.stderr
+        assert links_of(pods)["backend-b"]["state"] == "refused"
+        assert "Accepted publickey" not in impostor.log_text()
+        time.sleep(1)
+        assert b.engine_log().count("Accepted client connection") == accepted_before
+    finally:
+        impostor.stop()
+    assert link(pods).returncode == 0  # the right address again: back to a working cluster
+    pods["server"].daemon.wait_for_state({"ready"}, timeout=60)
+
+
+def test_pods_of_different_llama_cpp_builds_are_not_linked(pods, tmp_path):
+    """backend-c runs the same ggml-rpc-server, but its llama-server says another build; podtui reaches
+    its agent through backend-b's sshd (another agent command)."""
+    real = pods["llama_bin"]
+    bin_dir = tmp_path / "other-build"
+    bin_dir.mkdir()
+    for binary in real.iterdir():
+        if binary.name != "llama-server":
+            (bin_dir / binary.name).symlink_to(binary)
+    (bin_dir / "llama-server").write_text(
+        f'#!/bin/sh\n[ "$1" = --version ] && {{ echo "version: 9999 (deadbee)"; exit 0; }}\nexec {real}/llama-server "$@"\n')
+    (bin_dir / "llama-server").chmod(0o755)
+    from tests.testbed.agent_daemon import DaemonProcess
+    from tests.testbed.rpc import backend_env
+    (tmp_path / "c").mkdir()
+    daemon = DaemonProcess(tmp_path / "c", bin_dir, env=backend_env(free_port())).start()
+    try:
+        add_host(pods["env"], pods["b"], pods["key"], name="backend-c",
+                 bridge=f"{sys.executable} -m remote_agent rpc --socket {daemon.socket}")
+        keys_before = pods["a"].sshd.authorized_keys.read_text()
+        out = run_podtui(pods["env"], "cluster", "link", "server", "backend-a", "backend-c", "--json", timeout=60)
+        assert out.returncode == 1
+        error = json.loads(out.stderr.strip().splitlines()[-1])
+        assert "different llama.cpp builds" in error["error"] and "same image" in error["fix"]
+        assert pods["a"].sshd.authorized_keys.read_text() == keys_before  # nothing was authorized
+    finally:
+        daemon.stop()
