@@ -120,7 +120,8 @@ class Link:
             except asyncio.TimeoutError:
                 os.killpg(proc.pid, signal.SIGKILL)
                 await proc.wait()
-        self._set(STOPPED)
+        if self.state != REFUSED:  # a refusal stays visible until the next cluster.link
+            self._set(STOPPED)
 
     @staticmethod
     def _kill_proc(proc: asyncio.subprocess.Process) -> None:
