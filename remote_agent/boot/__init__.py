@@ -2,7 +2,8 @@
 
 Order: host keys on the volume (generated only when missing) → PUBLIC_KEY into authorized_keys →
 sshd (config checked with `sshd -t` first) → the printed host-key block (contract A) and the exact
-`podtui tunnel` / `ssh -N -L` commands → the agent daemon → the idle auto-stop watcher.
+`podtui tunnel` / `ssh -N -L` commands → the agent daemon → Jupyter on 127.0.0.1 when JUPYTER=1 or
+JUPYTER_PASSWORD asks for it (boot/notebook.py, remote_agent/jupyter.py) → the idle auto-stop watcher.
 Then it supervises: SIGTERM (Runpod stop) stops the daemon and sshd and exits 0.
 
 Never crash-loop (seed 000 Q6): Runpod restarts a container that exits, which hides why it failed.
@@ -28,6 +29,7 @@ import threading
 
 from remote_agent import __version__
 from remote_agent.boot import serverless
+from remote_agent.boot.notebook import start_jupyter
 from remote_agent.boot.config import (
     BootConfig,
     BootConfigError,
@@ -49,6 +51,7 @@ from remote_agent.boot.steps import (
 from remote_agent.child_env import secret_values
 from remote_agent.engine_key import EngineKey
 from remote_agent.idle import DownloadProbe, EngineProbe, IdleWatcher, SshSessionProbe, stop_pod
+from remote_agent.jupyter import JupyterSupervisor
 from remote_agent.procgroup import terminate_popen
 
 SUPERVISE_POLL_S = 0.5
@@ -66,6 +69,7 @@ class Boot:
         self.worker: subprocess.Popen | None = None  # serverless mode: the SDK job loop
         self.idle_thread: threading.Thread | None = None
         self.engine_key: EngineKey | None = None  # the key the engine MODEL starts with requires
+        self.jupyter: JupyterSupervisor | None = None  # pod mode with JUPYTER=1 / JUPYTER_PASSWORD
 
     # -- steps --
     def start(self) -> None:
@@ -83,6 +87,7 @@ class Boot:
         print_connect_info(cfg, rep, keys)
         self.engine_key = prepare_engine_key(cfg, rep)  # before the daemon, which reads the same file
         self.daemon = start_daemon(cfg, rep)
+        self.jupyter = start_jupyter(cfg, rep, self.shutdown)
         self.start_idle_watcher()
 
     def start_serverless(self) -> None:
@@ -109,10 +114,11 @@ class Boot:
             rep.would(f"stop this pod through POST {cfg.runpod_api_url}/v2/pods/{cfg.pod_id}/action "
                       f"after {cfg.idle_stop_minutes:g} idle minute(s)")
             return
+        # No engine probe in APP_MODE backend / none: HTTP sent to ggml-rpc-server can kill it.
+        engine = [EngineProbe(cfg.engine_port, api_key=lambda: self.engine_key.value if self.engine_key else None)]
         watcher = IdleWatcher(
             limit_s,
-            [EngineProbe(cfg.engine_port, api_key=lambda: self.engine_key.value if self.engine_key else None),
-             SshSessionProbe(cfg.sshd_port), DownloadProbe(cfg.models_dir)],
+            [*(engine if cfg.engine_http else []), SshSessionProbe(cfg.sshd_port), DownloadProbe(cfg.models_dir)],
             stop=lambda: stop_pod(cfg.runpod_api_url, cfg.pod_id, cfg.runpod_api_key or ""),
             log=rep.raw,
             warn_ahead_s=WARN_AHEAD_UNITS * unit,
@@ -159,6 +165,8 @@ class Boot:
 
     def stop_children(self) -> None:
         self.shutdown.set()
+        if self.jupyter is not None:
+            self.jupyter.stop()
         # The worker first: it finishes the jobs in flight (the SDK's SIGTERM drain) while the engine serves.
         for child in (self.worker, self.daemon, self.sshd):  # each leads its own group (start_new_session)
             if child is not None:

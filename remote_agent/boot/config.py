@@ -75,6 +75,7 @@ class BootConfig:
     env: dict[str, str] = field(repr=False)
     mode: str = "pod"  # MODE_TO_RUN
     concurrency: Concurrency | None = None  # serverless: jobs at once (MAX_CONCURRENCY / CONCURRENCY_MODIFIER)
+    engine_http: bool = True  # False in APP_MODE backend / none: nothing answers HTTP on engine_port
 
     @property
     def serverless(self) -> bool:
@@ -220,12 +221,17 @@ def config_from(args: argparse.Namespace, env: dict[str, str] | None = None) -> 
     )
     # The daemon refuses a bad ENGINE, CTX, ARGS, PARALLEL …: say so now, dry runs included,
     # instead of after sshd is up and the daemon has exited.
+    from remote_agent.engine.roles import BACKEND, NONE
     from remote_agent.server.settings import SettingsError, engine_env
 
     try:
-        engine_env(env)
+        settings = engine_env(env)
         if mode == "serverless":
             request_timeout_from(env)
     except (SettingsError, ServerlessConfigError) as exc:
         raise BootConfigError(str(exc)) from None
+    # The engine port as the daemon computes it (APP_MODE=server: PORT, else APP_PORT); no HTTP engine in the
+    # backend and none roles (HTTP sent to ggml-rpc-server, which serves one client, can kill it).
+    config.engine_port = settings["port"]
+    config.engine_http = settings["cluster"].role not in (BACKEND, NONE)
     return config

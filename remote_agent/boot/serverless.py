@@ -18,7 +18,8 @@ What does not run, and why:
   log is read with `podtui endpoints logs` instead.
 - the idle auto-stop: the endpoint's idle timeout stops workers, and Runpod's pod-stop API does not
   apply to them. IDLE_STOP_MINUTES is ignored with a warning.
-- Jupyter: the image has none in either mode.
+- Jupyter (JUPYTER=1 / JUPYTER_PASSWORD): pod mode only; a queue worker has no address to reach it by,
+  and boot's serverless path never calls boot/notebook.py.
 
 Standard library only (the worker process imports runpod, never boot).
 """
