@@ -45,4 +45,4 @@ def ssh_command(link: LinkSpec, key_file: Path, known_hosts: Path, ssh: str = "s
 def naive_command(link: LinkSpec, key_file: Path, known_hosts: Path, ssh: str = "ssh") -> list[str]:
     """The same link the naive way, `ssh -N` (no session, so no TCP_NODELAY): bench/rpc.py's comparison."""
     argv = ssh_command(link, key_file, known_hosts, ssh)
-    return [*argv[:-2], "-N", "--", link.host]
+    return [*argv[:-3], "-N", "--", link.host]  # argv ends with "--", host, command

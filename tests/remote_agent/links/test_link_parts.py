@@ -52,7 +52,8 @@ def test_the_link_runs_a_remote_command_with_pinned_keys_only(tmp_path):
                    "ExitOnForwardFailure=yes", "ServerAliveInterval=2", "ServerAliveCountMax=3", "BatchMode=yes"):
         assert option in text
     assert "127.0.0.1:60151:127.0.0.1:50052" in argv
-    assert "-N" in naive_command(link, tmp_path / "k", tmp_path / "kh")
+    naive = naive_command(link, tmp_path / "k", tmp_path / "kh")
+    assert naive[-3:] == ["-N", "--", "203.0.113.7"] and naive.count("--") == 1
 
 
 def test_the_cluster_key_line_is_restricted_and_replaces_only_its_own(tmp_path):
