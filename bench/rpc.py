@@ -6,7 +6,7 @@
             server's agent uses (remote_agent/links), through two real sshds on loopback
   ssh -N    the same through `ssh -N -L` links (the naive way: no session, no TCP_NODELAY)
 
-and the second start's load time (and bytes llama-server wrote, from /proc/PID/io) with and without
+and the second start's load time (and the bytes llama-server sent the backends, counted by a relay) with and without
 the backends' `-c` tensor cache.
 
     .venv/bin/python bench/rpc.py [--tokens 64] [--runs 5]
@@ -20,6 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
+import threading
 import statistics
 import subprocess
 import sys
@@ -86,20 +88,51 @@ def tokens_per_s(port: int, tokens: int, runs: int) -> float:
     body = json.dumps({"prompt": "Once upon a time", "n_predict": tokens, "temperature": 0, "ignore_eos": True,
                        "cache_prompt": False}).encode()
     rates = []
-    for _ in range(runs + 1):  # the first run warms up
+    for _ in range(runs + 1):
         request = urllib.request.Request(f"http://127.0.0.1:{port}/completion", data=body,
                                          headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=300) as reply:
             rates.append(json.load(reply)["timings"]["predicted_per_second"])
-    return statistics.median(rates[1:])
+    return statistics.median(rates)
 
 
-def serve_and_measure(bin_dir: Path, model: Path, rpc: list[str] | None, tokens: int, runs: int) -> float:
-    proc, port, _, _ = start_server(bin_dir, model, rpc)
-    try:
-        return tokens_per_s(port, tokens, runs)
-    finally:
-        stop_process(proc)
+class CountingRelay:
+    """A loopback TCP relay counting the bytes llama-server sends a backend (the load's weights)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target = target_port
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(32)
+        self.port = self.listener.getsockname()[1]
+        self.sent = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            for a, b, count in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pump, args=(a, b, count), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, count: bool) -> None:
+        while True:
+            try:
+                data = src.recv(1 << 16)
+                if not data:
+                    dst.shutdown(socket.SHUT_WR)
+                    return
+                dst.sendall(data)
+            except OSError:
+                return
+            if count:
+                self.sent += len(data)
+
+    def close(self) -> None:
+        self.listener.close()
 
 
 class Links:
@@ -107,6 +140,7 @@ class Links:
 
     def __init__(self, work: Path, rpc_ports: list[int]) -> None:
         self.work = work
+        work.mkdir(parents=True, exist_ok=True)
         self.client_key = generate_key(work / "cluster_key")
         public = Path(f"{self.client_key}.pub").read_text()
         self.sshds, specs, known = [], [], ""
@@ -147,43 +181,61 @@ class Links:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=64)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=9)
     options = parser.parse_args()
     bin_dir, model = cache.llama_bin_dir(), models.ensure_model(models.TINY_A)
     rows: dict[str, float] = {}
     loads: dict[str, tuple[float, int]] = {}
+    procs: list[subprocess.Popen] = []
+    links: list[Links] = []
     with tempfile.TemporaryDirectory(prefix="bench-rpc-") as tmp:
         work = Path(tmp)
-        rows["local llama-server"] = serve_and_measure(bin_dir, model, None, options.tokens, options.runs)
-        ports = [free_port(), free_port()]
-        backends = [start_backend(bin_dir, port, None) for port in ports]
-        links = Links(work, ports)
         try:
-            direct = [f"127.0.0.1:{p}" for p in ports]
-            rows["direct RPC (2 backends)"] = serve_and_measure(bin_dir, model, direct, options.tokens, options.runs)
-            for label, naive in (("podtui links", False), ("ssh -N links", True)):
-                procs = links.up(naive)
-                try:
-                    rows[label] = serve_and_measure(bin_dir, model, links.endpoints, options.tokens, options.runs)
-                finally:
-                    for proc in procs:
-                        stop_process(proc)
-            for proc in backends:
+            # Each path gets its own pair of backends (a backend serves one client) and its own
+            # llama-server, all up at once; one completion per path in turn, so the shared
+            # machine's drift falls on every path alike.
+            pairs = [[free_port(), free_port()] for _ in range(3)]
+            procs += [start_backend(bin_dir, port, None) for pair in pairs for port in pair]
+            endpoints = {"local llama-server": None, "direct RPC (2 backends)": [f"127.0.0.1:{p}" for p in pairs[0]]}
+            for label, pair, naive in (("podtui links", pairs[1], False), ("ssh -N links", pairs[2], True)):
+                links.append(Links(work / label.split()[0].replace("-", ""), pair))
+                procs += links[-1].up(naive)
+                endpoints[label] = links[-1].endpoints
+            servers = {}
+            for label, rpc in endpoints.items():
+                proc, port, _, _ = start_server(bin_dir, model, rpc)
+                procs.append(proc)
+                servers[label] = port
+            rates: dict[str, list[float]] = {label: [] for label in servers}
+            for label, port in servers.items():
+                tokens_per_s(port, options.tokens, 0)  # warm-up
+            for _ in range(options.runs):
+                for label, port in servers.items():
+                    rates[label].append(tokens_per_s(port, options.tokens, 0))
+            rows = {label: statistics.median(values) for label, values in rates.items()}
+            for proc in procs:
                 stop_process(proc)
+            procs = []
+            ports = pairs[0]
             for label, cached in (("without -c", False), ("with -c", True)):
                 backends = [start_backend(bin_dir, port, work / f"cache{i}" if cached else None)
                             for i, port in enumerate(ports)]
+                procs += backends
                 for attempt in (1, 2):
-                    proc, _, load_s, written = start_server(bin_dir, model, direct, )
+                    relays = [CountingRelay(port) for port in ports]
+                    proc, _, load_s, _ = start_server(bin_dir, model, [f"127.0.0.1:{r.port}" for r in relays])
                     stop_process(proc)
+                    for relay in relays:
+                        relay.close()
                     if attempt == 2:
-                        loads[label] = (load_s, written)
+                        loads[label] = (load_s, sum(relay.sent for relay in relays))
                 for proc in backends:
                     stop_process(proc)
         finally:
-            links.close()
-            for proc in backends:
+            for proc in procs:
                 stop_process(proc)
+            for link in links:
+                link.close()
     reference = rows["direct RPC (2 backends)"]
     print(f"tiny model ({model.name}), {options.tokens} tokens, median of {options.runs} runs, CPU, loopback")
     print(f"{'path':<26}{'tokens/s':>10}{'× direct':>10}")
@@ -191,7 +243,7 @@ def main() -> None:
         print(f"{label:<26}{rate:>10.1f}{rate / reference:>10.2f}")
     ratio = rows["podtui links"] / reference
     print(f"goal podtui links ≥ 0.80× direct: {'met' if ratio >= 0.8 else 'MISSED'} ({ratio:.2f}×)")
-    print(f"{'second start (direct)':<26}{'load s':>10}{'MB written':>12}")
+    print(f"{'second start (direct)':<26}{'load s':>10}{'MB sent':>12}   (model file {model.stat().st_size / 1e6:.1f} MB)")
     for label, (load_s, written) in loads.items():
         print(f"{label:<26}{load_s:>10.2f}{written / 1e6:>12.1f}")
 
