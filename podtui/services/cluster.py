@@ -98,6 +98,15 @@ def check_members(server: Member, backends: list[Member], direct: bool) -> list[
     return endpoints
 
 
+def backend_budgets(backends: list[Member]) -> list[int] | None:
+    """Each backend's APP_MEM (status.cluster.memory_budget_mib) as the server's fit budget per RPC device,
+    when every backend set one and lends one device; else None (the server fits to free memory)."""
+    budgets = [b.cluster.get("memory_budget_mib") for b in backends]
+    if any(v is None for v in budgets) or any(len(b.cluster.get("devices") or []) != 1 for b in backends):
+        return None
+    return budgets
+
+
 def _alias(index: int, ref: str) -> str:
     return f"podtui-rpc-{index}-" + re.sub(r"[^A-Za-z0-9.-]", "-", ref)[:40]
 
@@ -161,8 +170,10 @@ def link_cluster(server_ref: str, backend_refs: list[str], *, name: str | None =
                 progress("authorize", f"authorizing the cluster key on {backend.ref} (its RPC port only)")
                 backend.client.call("cluster.authorize", {"public_key": public}, timeout=30)
             progress("link", f"starting {len(specs)} link(s) on {server.ref}")
+            budgets = backend_budgets(backends)
             answer = server.client.call("cluster.link", {"links": specs, "known_hosts": lines,
-                                                         "private_key": private, "wait_s": LINK_WAIT_S},
+                                                         "private_key": private, "wait_s": LINK_WAIT_S,
+                                                         **({"budgets_mib": budgets} if budgets else {})},
                                         timeout=LINK_WAIT_S + 30)
             del private
             links = answer["links"]

@@ -66,6 +66,8 @@ class ClusterRole:
                       if self.role == SERVER else None)
         self._facts_read = False
         self.last_fit: dict | None = None  # the server's last fit across devices (fit/devices.DeviceFit)
+        # MiB per RPC device from the backends' APP_MEM, passed in by cluster.link (links/methods.py)
+        self.link_budgets_mib: tuple[int, ...] | None = None
 
     @property
     def is_cluster(self) -> bool:
@@ -105,7 +107,7 @@ class ClusterRole:
         try:
             memory = tuple(run_config(FitTarget(model, config.engine, config.args, config.parallel, config.batch_size,
                                                 config.ubatch_size), cache_type=request.cache_type).engine_args())
-            budgets = list(request.device_budgets_mib or await self._free_budgets())
+            budgets = list(request.device_budgets_mib or self.link_budgets_mib or await self._free_budgets())
             trained = read_header(model).arch_value("context_length")
             result = await asyncio.to_thread(
                 fit_devices, Path(self.bin_dir or "") / "llama-fit-params", model, [str(b) for b in s.backends],

@@ -7,7 +7,8 @@
 - `cluster.authorize` (backend role): put the cluster's public key in authorized_keys, limited to
   forwarding this backend's RPC port (links/authorized.py); without public_key, remove it.
   Answers {"authorized_keys": path, "permitopen": "bind:port", "installed": bool}.
-The links survive a daemon restart: their specs are kept in state_dir/links/links.json.
+`budgets_mib` (optional, MiB per backend: their APP_MEM) becomes the fit's budget per RPC device when a
+fit.search or ctx auto names none. The links survive a daemon restart: their specs are kept in state_dir/links/links.json.
 """
 
 from __future__ import annotations
@@ -36,9 +37,12 @@ class LinkMethods:
         if strays:
             raise LinkParamError(f"{', '.join(strays)} is not in this server's APP_RPC_BACKENDS "
                                  f"({self.role.settings.rpc_list}); link each backend to one of those endpoints")
+        budgets = _budgets(params.get("budgets_mib"), len(links))
         await self.links.stop()
         await asyncio.to_thread(self.links.write_secrets, known_hosts, key)
-        (self.links.dir / "links.json").write_text(json.dumps([link.to_dict() for link in links]))
+        (self.links.dir / "links.json").write_text(json.dumps({"links": [link.to_dict() for link in links],
+                                                               "budgets_mib": budgets}))
+        self.role.link_budgets_mib = tuple(budgets) if budgets else None
         await self.links.replace(links)
         await self.links.wait_settled(float(params.get("wait_s") or DEFAULT_WAIT_S))
         return {"links": self.links.snapshot()}
@@ -71,9 +75,22 @@ class LinkMethods:
         if not (saved.exists() and self.links.key_file.exists() and self.links.known_hosts.exists()):
             return
         try:
-            specs = tuple(LinkSpec(**item) for item in json.loads(saved.read_text()))
-        except (ValueError, TypeError) as exc:
+            data = json.loads(saved.read_text())
+            specs = tuple(LinkSpec(**item) for item in data["links"])
+            budgets = _budgets(data.get("budgets_mib"), len(specs))
+        except (ValueError, TypeError, KeyError, LinkParamError) as exc:
             log.warning("cannot restore the links from %s (%s); run `podtui cluster link` again", saved, exc)
             return
         log.info("restoring %d link(s) from %s", len(specs), saved)
+        self.role.link_budgets_mib = tuple(budgets) if budgets else None
         await self.links.replace(specs)
+
+
+def _budgets(value, count: int) -> list[int] | None:
+    """budgets_mib of cluster.link: MiB per backend (its APP_MEM; one device each), in link order, or None."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != count or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+        raise LinkParamError(f"budgets_mib must be {count} positive integers, MiB per backend in link order")
+    return value

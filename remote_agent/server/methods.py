@@ -138,7 +138,7 @@ METHODS: dict[str, MethodSpec] = {
     "models.delete": MethodSpec("models_delete", required={"name": _name}),
     # RPC cluster links (remote_agent/links/methods.py); links' fields are checked there
     "cluster.link": MethodSpec("cluster_link", required={"links": _any, "known_hosts": _any, "private_key": _any},
-                               optional={"wait_s": _positive}),
+                               optional={"wait_s": _positive, "budgets_mib": _any}),
     "cluster.unlink": MethodSpec("cluster_unlink"),
     "cluster.authorize": MethodSpec("cluster_authorize", optional={"public_key": _any}),
     "logs.tail": MethodSpec("logs_tail", optional={"n": _positive_int(MAX_LOG_TAIL), "follow": _bool,

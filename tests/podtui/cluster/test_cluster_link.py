@@ -33,8 +33,8 @@ def pods(llama_bin, tiny_model, tmp_path_factory):
            "SSH_AUTH_SOCK": "", "HOME": str(root / "home")}
     started = []
     try:
-        for name in ("backend-a", "backend-b"):
-            started.append(start_backend(root, name, llama_bin, client_key))
+        for name, mem in (("backend-a", "400"), ("backend-b", "300")):
+            started.append(start_backend(root, name, llama_bin, client_key, APP_MEM=mem))
         started.append(start_server(root, llama_bin, tiny_model, [free_port(), free_port()], client_key))
         for pod in started:
             add_host(env, pod, client_key)
@@ -150,3 +150,14 @@ def test_pods_of_different_llama_cpp_builds_are_not_linked(pods, tmp_path):
         assert pods["a"].sshd.authorized_keys.read_text() == keys_before  # nothing was authorized
     finally:
         daemon.stop()
+
+
+def test_the_backends_app_mem_becomes_the_servers_fit_budget_per_device(pods):
+    assert link(pods).returncode == 0
+    server = pods["server"].daemon
+    server.wait_for_state({"ready"}, timeout=60)
+    with server.client() as client:
+        fit = client.result("fit.search", {"ctx_max": 2048})
+    assert [d["budget_mib"] for d in fit["devices"]] == [400, 300]
+    assert fit["status"] == "fits"
+    server.wait_for_state({"ready"}, timeout=60)
