@@ -139,6 +139,9 @@ def _env_pairs(values: tuple[str, ...]) -> dict[str, str]:
                    "(image/README.md), push it, pass its reference here.")
 @click.option("--cloud", type=click.Choice(["SECURE", "COMMUNITY"]), default="SECURE", show_default=True)
 @click.option("--env", "extra_env", multiple=True, metavar="NAME=VALUE", help="More pod environment; repeatable.")
+@click.option("--jupyter", is_flag=True,
+              help="Run Jupyter Lab in the pod (JUPYTER=1) on its 127.0.0.1:8888 only, token required; open it "
+              "with `podtui tunnel POD --jupyter`. Runpod's startJupyter (a public proxied port) is never used.")
 @click.option("--with-hf-token", is_flag=True,
               help="Pass HF_TOKEN from this environment to the pod (never taken from the command line).")
 @click.option("--ssh-public-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
@@ -150,7 +153,7 @@ def _env_pairs(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object; progress as JSON lines on stderr.")
 def launch(gpu: str, model: str, ctx: str | None, engine: str | None, engine_args: str | None, port: int,
            name: str, gpu_count: int, volume_gb: int, network_volume: str | None, idle_stop: float | None,
-           image: str | None, cloud: str, extra_env: tuple[str, ...], with_hf_token: bool,
+           image: str | None, cloud: str, extra_env: tuple[str, ...], jupyter: bool, with_hf_token: bool,
            ssh_public_key: Path | None, wait_timeout: float, log_timeout: float, as_json: bool) -> None:
     """Create a pod, wait until it runs, read its printed host keys from its log and pin them."""
     ctx_value = ctx_option(ctx)     # the agent's own rule: a positive number or auto
@@ -168,7 +171,7 @@ def launch(gpu: str, model: str, ctx: str | None, engine: str | None, engine_arg
                    args=engine_args, port=port, idle_stop_minutes=idle_stop, volume_gb=volume_gb,
                    network_volume_id=network_volume, image=image or "", cloud=cloud,
                    ssh_public_key=ssh_public_key.read_text().strip() if ssh_public_key else None,
-                   hf_token=hf_token, extra_env=_env_pairs(extra_env))
+                   hf_token=hf_token, extra_env={**_env_pairs(extra_env), **({"JUPYTER": "1"} if jupyter else {})})
     service = PodService(open_provider(), wait_timeout_s=wait_timeout, block_timeout_s=log_timeout,
                          poll_s=float(os.environ.get("PODTUI_POLL_S") or 5.0))
     result = service.launch(spec, _progress(as_json))
@@ -181,7 +184,7 @@ def launch(gpu: str, model: str, ctx: str | None, engine: str | None, engine_arg
     click.echo(f"  SSH        {result.endpoint.user}@{result.endpoint.host}:{result.endpoint.port} (direct)")
     for pin in result.pins:
         click.echo(f"  host key   {pin.key.key_type} {pin.key.fingerprint} (pinned from the pod's log)")
-    click.echo(f"  next       podtui tunnel {pod.id}")
+    click.echo(f"  next       podtui tunnel {pod.id}{' --jupyter' if jupyter else ''}")
 
 
 def _find(ref: str) -> tuple[Provider, Pod]:

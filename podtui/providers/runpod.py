@@ -124,6 +124,9 @@ def create_body(spec: PodSpec, image: str) -> dict:
         "disk": spec.container_disk_gb,
         # Runpod injects the account's registered SSH keys as PUBLIC_KEY (unless env sets one).
         "startSsh": True,
+        # Never Runpod's Jupyter: it adds a public port behind Runpod's HTTP proxy. `--jupyter` sets JUPYTER=1
+        # instead, and the image's Jupyter listens on the pod's 127.0.0.1 only (remote_agent/jupyter.py).
+        "startJupyter": False,
     }
     if spec.network_volume_id:
         body["mounts"] = {"network": [{"volumeId": spec.network_volume_id, "path": spec.volume_path}]}
