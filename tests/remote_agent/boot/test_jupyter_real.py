@@ -97,6 +97,9 @@ def test_status_reports_jupyter_and_only_jupyter_token_tells_the_token(booted):
     jupyter = status["jupyter"]
     assert jupyter["state"] == "running" and jupyter["port"] == int(booted.env["JUPYTER_PORT"])
     assert pid_alive(jupyter["pid"])
+    environ = Path(f"/proc/{jupyter['pid']}/environ").read_bytes().split(b"\0")
+    names = {entry.partition(b"=")[0].decode() for entry in environ}
+    assert not names & {"HF_TOKEN", "RUNPOD_API_KEY", "JUPYTER_PASSWORD"}  # notebooks inherit this
     assert token(booted) not in json.dumps(status)  # the token only when asked for
     assert answer["token"] == token(booted) and answer["state"]["state"] == "running"
 
