@@ -121,4 +121,84 @@ def unlink(name: str, as_json: bool) -> None:
     click.echo(json.dumps(result) if as_json else f"unlinked {name}")
 
 
+def _provider():
+    from podtui.services.providers import open_runpod
+    return open_runpod(on_wait=lambda note: say_progress("wait", note))
+
+
+@cluster.command()
+@click.option("--backends", "backend_count", type=click.IntRange(1, 15), required=True,
+              help="How many backend pods (llama.cpp takes at most 15).")
+@click.option("--gpu", required=True, metavar="GPU_ID", help="Runpod GPU type id for every pod, e.g. 'NVIDIA A40'.")
+@click.option("--model", required=True, help="MODEL for the server (it alone needs the GGUF file).")
+@click.option("--ctx", default=None, help="CTX: a number, or auto (the largest that fits every device).")
+@click.option("--name", default="cluster", show_default=True, help="Cluster name; pods are NAME-server, NAME-backend-N.")
+@click.option("--app-mem", type=click.IntRange(1), default=None, metavar="MIB",
+              help="APP_MEM: MiB each backend offers; the server's fit keeps within it.")
+@click.option("--image", default=None, help="Image (default: podtui's pinned image, the same on every pod).")
+@click.option("--volume-gb", type=click.IntRange(10, 100000), default=50, show_default=True)
+@click.option("--cloud", type=click.Choice(["SECURE", "COMMUNITY"]), default="SECURE", show_default=True)
+@click.option("--first-link-port", type=click.IntRange(1024, 65000), default=60151, show_default=True,
+              help="The server's link ports start here (APP_RPC_BACKENDS=127.0.0.1:PORT,…).")
+@click.option("--wait-timeout", type=float, default=900, show_default=True, help="Seconds for each pod to run.")
+@click.option("--log-timeout", type=float, default=300, show_default=True,
+              help="Seconds for each pod's printed host keys.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object; progress as JSON lines on stderr.")
+def launch(backend_count: int, gpu: str, model: str, ctx: str | None, name: str, app_mem: int | None,
+           image: str | None, volume_gb: int, cloud: str, first_link_port: int, wait_timeout: float,
+           log_timeout: float, as_json: bool) -> None:
+    """Launch a cluster on Runpod: --backends N backend pods and one server pod, each with direct SSH
+    and its host keys pinned from its log, then link them (as `cluster link`). Billed per pod."""
+    import os
+
+    from podtui.providers.base import PodSpec
+    from podtui.services.cluster_pods import launch_cluster
+    from podtui.services.inputs import ctx_option, model_problem
+    from podtui.services.pods import PodService
+
+    if problem := model_problem(model):
+        raise UsageProblem(f"--model: {problem}", "fix MODEL before any pod is created and billed")
+    ctx_value = ctx_option(ctx)
+    base = PodSpec(gpu=gpu, model=model, name=name, ctx=None if ctx_value is None else str(ctx_value),
+                   volume_gb=volume_gb, image=image or "", cloud=cloud)
+    provider = _provider()
+    service = PodService(provider, wait_timeout_s=wait_timeout, block_timeout_s=log_timeout,
+                         poll_s=float(os.environ.get("PODTUI_POLL_S") or 5.0))
+    result = launch_cluster(provider, base, backend_count, name=name, app_mem=app_mem,
+                            first_link_port=first_link_port, service=service, progress=say_progress)
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    click.echo(f"cluster {name}: server {result['server']}, backends {', '.join(result['backends'])}")
+    for item in result["links"]:
+        click.echo(f"  link {item['name']}  {item['endpoint']} → {item['backend']}  {item['state']}")
+    click.echo(f"  next       podtui tunnel {result['server']}")
+
+
+def _members_verb(action: str, doc: str):
+    @cluster.command(name=action, help=doc)
+    @click.argument("name")
+    @click.option("--yes", is_flag=True, help="Do not ask for confirmation (terminate).")
+    @click.option("--json", "as_json", is_flag=True)
+    def verb(name: str, yes: bool, as_json: bool) -> None:
+        from podtui.services.cluster_pods import stop_or_terminate
+
+        record = clusters.find_cluster(name)
+        if action == "terminate" and not yes:
+            members = ", ".join([record["server"], *record["backends"]])
+            if not click.confirm(f"Terminate every pod of cluster {name} ({members})? Their volumes go too",
+                                 default=False, err=True):
+                raise UsageProblem(f"cluster {name} was not terminated", "answer y, or pass --yes")
+        result = stop_or_terminate(_provider(), name, action)
+        if as_json:
+            click.echo(json.dumps(result))
+            return
+        click.echo(f"cluster {name}: {action} {', '.join(result[action]) or 'no Runpod pod'}"
+                   + (f"; not Runpod pods, left running: {', '.join(result['skipped'])}" if result["skipped"] else ""))
+    return verb
+
+
+_members_verb("stop", "Stop every Runpod pod of cluster NAME (server first); volumes and pins stay.")
+_members_verb("terminate", "Terminate every Runpod pod of cluster NAME (asks first) and forget the cluster.")
+
 COMMANDS = [cluster]
