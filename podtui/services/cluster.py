@@ -249,6 +249,7 @@ def cluster_status(name: str, *, options: ConnectOptions | None = None,
         status = ask(ref)
         info = status.get("cluster") or {}
         out["backends"].append({"ref": ref, "state": status.get("state"), "build": info.get("build"),
+                                "uptime_s": status.get("uptime_s"),
                                 "devices": info.get("devices") or [], "memory_budget_mib": info.get("memory_budget_mib"),
                                 "last_error": status.get("last_error")})
     return out

@@ -198,3 +198,14 @@ class LinkSet:
 
     def snapshot(self) -> list[dict]:
         return [link.snapshot() for link in self.links]
+
+    def annotate(self, cluster: dict) -> None:
+        """The server's status.cluster block gains "links" (snapshots), and each backend entry whose
+        endpoint a link serves its "link" (name) and "link_state", so a backend found down by the
+        handshake is named as podtui named it, with the state of the link that reaches it."""
+        cluster["links"] = self.snapshot()
+        by_endpoint = {link.spec.endpoint: link for link in self.links}
+        for entry in cluster.get("backends") or []:
+            link = by_endpoint.get(entry.get("endpoint"))
+            if link is not None:
+                entry.update(link=link.spec.name, link_state=link.state)

@@ -182,7 +182,7 @@ class Agent(LinkMethods):
             liveness = self.liveness.snapshot() if self.liveness is not None else None
             cluster = {"cluster": await self.role.status(snapshot.get("engine_info"), liveness)}
             if self.role.role == SERVER:
-                cluster["cluster"]["links"] = self.links.snapshot()
+                self.links.annotate(cluster["cluster"])
             if self.role.role == BACKEND:
                 snapshot.update(model=None, model_path=None)
         keyless = self.role.role in (BACKEND, NONE)  # no engine with an HTTP API here

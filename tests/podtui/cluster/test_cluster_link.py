@@ -77,9 +77,34 @@ def test_link_then_a_chat_completion_through_podtuis_tunnel(pods):
     status = json.loads(run_podtui(pods["env"], "cluster", "status", "c1", "--json").stdout)
     assert status["server"]["state"] == "ready" and {l["state"] for l in status["server"]["links"]} == {"up"}
     assert [b["state"] for b in status["backends"]] == ["ready", "ready"]
+    assert [b["link"] for b in status["server"]["backends"]] == ["backend-a", "backend-b"]
     listed = json.loads(run_podtui(pods["env"], "cluster", "list", "--json").stdout)
     assert [c["name"] for c in listed["clusters"]] == ["c1"]
     print(f"link + ready + chat in {time.monotonic() - started:.1f} s")
+
+
+def test_the_links_come_back_with_a_restarted_server_agent_and_leave_no_ssh_behind(pods):
+    assert link(pods).returncode == 0
+    server = pods["server"].daemon
+    key_file = str(server.root / "state" / "links" / "cluster_key")
+
+    def link_processes() -> list[int]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and key_file in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+        return found
+
+    assert len(link_processes()) == 2
+    server.stop()
+    assert link_processes() == []
+    server.start()
+    status = server.wait_for_state({"ready"}, timeout=60)
+    assert [item["state"] for item in status["cluster"]["links"]] == ["up", "up"]
+    assert len(link_processes()) == 2
 
 
 def test_a_frozen_link_is_found_within_10_s_and_comes_back(pods):
