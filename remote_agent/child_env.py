@@ -2,7 +2,8 @@
 
 HF_TOKEN is for the agent's downloads and RUNPOD_API_KEY for the idle stop; no engine, tool
 (llama-fit-params, nvidia-smi) or sshd needs them, and llama.cpp's tools read HF_TOKEN on their
-own. API_KEY and LLAMA_API_KEY are the user's engine key (remote_agent/engine_key.py): the
+own. JUPYTER_PASSWORD is hashed by boot for Jupyter (remote_agent/jupyter.py); nothing else needs it.
+API_KEY and LLAMA_API_KEY are the user's engine key (remote_agent/engine_key.py): the
 engine gets the key the agent chose explicitly, and nothing else gets it at all (llama-server
 would read an inherited LLAMA_API_KEY by itself, even when ARGS names another key). One list,
 used by everything that starts a process. Standard library only.
@@ -15,7 +16,7 @@ from collections.abc import Mapping
 
 from remote_agent.engine_key import is_opt_out
 
-SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "RUNPOD_API_KEY", "API_KEY", "LLAMA_API_KEY")
+SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "RUNPOD_API_KEY", "API_KEY", "LLAMA_API_KEY", "JUPYTER_PASSWORD")
 
 
 def without_secrets(env: Mapping[str, str] | None = None) -> dict[str, str]:

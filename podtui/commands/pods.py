@@ -114,6 +114,8 @@ def _env_pairs(values: tuple[str, ...]) -> dict[str, str]:
                                "let the pod's agent generate the engine's key (podtui shows it beside the "
                                f"base URL), or pass --env {name}=none to run the engine without one"
                                if name in ENGINE_KEY_NAMES else
+                               "use --jupyter: the pod generates Jupyter's token and `podtui tunnel POD --jupyter` "
+                               "prints the URL with it" if name == "JUPYTER_PASSWORD" else
                                f"do not pass {name} to a pod by hand")
         env[name] = text
     return env

@@ -20,7 +20,7 @@ DEFAULT_ENGINE_PORT = 5002  # the image's PORT default (seed 000)
 ENGINE_KEY_NAMES = frozenset({"API_KEY", "LLAMA_API_KEY"})
 # Env names whose values are secrets: never printed, logged or repr'd.
 SECRET_ENV_NAMES = frozenset({"HF_TOKEN", "RUNPOD_API_KEY", "HUGGING_FACE_HUB_TOKEN", "PUBLIC_KEY_PASSPHRASE",
-                              *ENGINE_KEY_NAMES})
+                              "JUPYTER_PASSWORD", *ENGINE_KEY_NAMES})
 
 ProgressCallback = Callable[[str, str], None]  # phase, human-readable detail
 UNREACHABLE = "UNREACHABLE"   # the status of a pod whose agent did not answer (SSH hosts, local)

@@ -111,3 +111,11 @@ def test_launch_jupyter_sets_jupyter_1_and_never_runpods_start_jupyter(runpod_en
     assert body["env"]["JUPYTER"] == "1"
     assert body["startJupyter"] is False  # Runpod's flag would add a JUPYTER_PASSWORD for its proxied 8888
     assert body["ports"] == ["22/tcp"]  # no 8888/http: Jupyter is reached through the tunnel only
+
+
+def test_launch_refuses_a_jupyter_password_on_the_command_line(runpod_env, runpod_double):
+    out = run_podtui(runpod_env, "launch", "--gpu", "NVIDIA A40", "--env", "JUPYTER_PASSWORD=pw_on_the_line_93")
+    assert out.returncode == 2
+    assert "JUPYTER_PASSWORD=… would put a secret on the command line" in out.stderr and "--jupyter" in out.stderr
+    assert "pw_on_the_line_93" not in out.stdout + out.stderr
+    assert not runpod_double.pods
