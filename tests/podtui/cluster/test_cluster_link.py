@@ -186,3 +186,19 @@ def test_the_backends_app_mem_becomes_the_servers_fit_budget_per_device(pods):
     assert [d["budget_mib"] for d in fit["devices"]] == [400, 300]
     assert fit["status"] == "fits"
     server.wait_for_state({"ready"}, timeout=60)
+
+
+def test_direct_mode_refuses_a_server_that_does_not_reach_the_backends_rpc_ports(pods):
+    out = link(pods, "--direct")
+    assert out.returncode == 1
+    error = json.loads(out.stderr.strip().splitlines()[-1])
+    assert "reaches its backend at 127.0.0.1:" in error["error"] and "listens on 127.0.0.1:" in error["error"]
+
+
+def test_bad_input_is_a_usage_error_naming_the_fix(pods):
+    out = link(pods, "--reach", "backend-a")
+    assert out.returncode == 2 and "BACKEND=HOST:PORT" in out.stderr
+    out = run_podtui(pods["env"], "cluster", "status", "nope", "--json")
+    assert out.returncode == 2 and json.loads(out.stderr.strip().splitlines()[-1])["fix"] == "see `podtui cluster list`"
+    out = run_podtui(pods["env"], "cluster", "link", "server", "backend-a", "--json")
+    assert out.returncode == 1 and "expects 2 backend(s)" in out.stderr
