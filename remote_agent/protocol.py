@@ -20,6 +20,13 @@ the local socket (0600) reaches, and only when asked for:
 `status` says only whether a key is required (`api_key_required`) and, when the user opted out,
 why in `warnings`; scripts print and poll `status`, so the key itself is never in it. An agent
 older than the key answers `engine.api_key` with unknown_method: its engine runs keyless.
+
+Jupyter's token (pod mode with JUPYTER=1, remote_agent/jupyter.py) travels the same way:
+
+    jupyter.token   → {"token": "…" | null, "state": {"state": "starting"|"running"|"restarting"|"paused"|
+                       "stopped", "port": 8888, "pid": …, "restarts": 0, "last_error": …, "url": …} | null}
+
+`status` carries the same "jupyter" state (null when boot never started Jupyter), never the token.
 """
 
 from __future__ import annotations
