@@ -80,10 +80,12 @@ class JupyterConfig:
 
     @property
     def token_path(self) -> Path:
+        """`<state_dir>/jupyter-token` (0600): the token Jupyter requires."""
         return self.state_dir / TOKEN_FILE
 
     @property
     def config_path(self) -> Path:
+        """`<state_dir>/jupyter/jupyter_server_config.json` (0600): token and hashed password, read via --config."""
         return self.state_dir / CONFIG_DIR / "jupyter_server_config.json"
 
     def command(self) -> list[str]:
@@ -203,6 +205,7 @@ def read_state(state_dir: Path) -> dict | None:
 
 
 def port_open(port: int, timeout: float = 0.5) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:port within timeout seconds."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout):
             return True

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 import threading
+from pathlib import Path
 
 from remote_agent import jupyter
 from remote_agent.boot.config import BootConfig
@@ -37,6 +38,10 @@ def start_jupyter(cfg: BootConfig, rep: Reporter, shutdown: threading.Event) -> 
         rep.would(f"write Jupyter's token into {jcfg.token_path} and its config into {jcfg.config_path} (mode 0600)")
         rep.would(f"start Jupyter on 127.0.0.1:{jcfg.port} only (needs {how}; notebooks in {jcfg.root_dir}): "
                   f"{shlex.join(jcfg.command())}")
+        return None
+    if not Path(jcfg.bin).is_file():
+        rep.warn(f"JUPYTER is set but Jupyter is not installed at {jcfg.bin}: Jupyter is not started (the podtui "
+                 "image installs it in /opt/jupyter; elsewhere set JUPYTER_BIN to a jupyter-lab)")
         return None
     try:
         jcfg.root_dir.mkdir(parents=True, exist_ok=True)

@@ -62,3 +62,13 @@ def test_serverless_mode_never_starts_jupyter(make_boot, boot_root):
     assert "starting the serverless worker" in real.output()
     assert "Jupyter" not in real.output()
     assert not list(boot_root.rglob("jupyter*"))
+
+
+def test_jupyter_missing_from_the_image_is_a_warning_and_boot_goes_on(make_boot, boot_root):
+    run = make_boot("--exit-on-error", "--daemon-command", SLEEPER,
+                    env={"JUPYTER": "1", "JUPYTER_BIN": str(boot_root / "no" / "jupyter-lab")}).start()
+    out = run.wait_for("idle auto-stop is off")
+    assert f"WARNING: JUPYTER is set but Jupyter is not installed at {boot_root / 'no' / 'jupyter-lab'}" in out
+    assert "set JUPYTER_BIN" in out
+    assert run.proc.poll() is None and not list(boot_root.rglob("jupyter.json"))
+    assert run.terminate() == 0
