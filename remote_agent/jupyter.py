@@ -153,7 +153,7 @@ def hash_password(cfg: JupyterConfig) -> str:
     code = "import sys; from jupyter_server.auth import passwd; print(passwd(sys.stdin.read()))"
     try:
         done = subprocess.run([str(python), "-c", code], input=cfg.password, capture_output=True, text=True,
-                              timeout=60, env=without_secrets())
+                              check=False, timeout=60, env=without_secrets())
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise JupyterError(f"JUPYTER_PASSWORD could not be hashed with {python}: {exc.__class__.__name__}; "
                            "check that Jupyter's venv is intact (the image installs it in /opt/jupyter)") from None
