@@ -92,6 +92,8 @@ def tunnel(target: str, forward_specs: tuple[str, ...], jupyter: bool, identity:
     reconnect it is checked again. With --fingerprint, a pod's log is not read for its printed
     keys: the fingerprint given is the out-of-band check (the way past a damaged log). A forward
     bound beyond loopback (0.0.0.0, *, [::], another address) is warned about on stderr.
+    With --jupyter (or a forward to the pod's 8888) the pod's agent is also asked for Jupyter's token
+    and the URL to open is printed (pods started with JUPYTER=1; Jupyter listens on their loopback only).
     Exit codes: 3 host key not verified, 4 cannot connect.
     """
     defaults = (DEFAULT_FORWARD, JUPYTER_FORWARD) if jupyter else (DEFAULT_FORWARD,)
@@ -127,6 +129,8 @@ def _report_up(tunnel: Tunnel, ports: list[int], outcome, identity: Path | None,
     want_jupyter = jupyter or any(spec.remote_port == int(JUPYTER_FORWARD) for spec in tunnel.forwards)
     api_key, key_note, notebook = _agent_facts(tunnel, want_jupyter, agent_command)
     notebook = _jupyter_fields(notebook, tunnel.forwards, ports) if want_jupyter else None
+    if notebook is not None and not notebook.get("url") and not jupyter:
+        notebook = None  # -L 8888 without --jupyter may forward something else: no warning about Jupyter
     if notebook is not None and notebook.get("note"):
         _warn(as_json, "jupyter", notebook["note"], fix=notebook.get("fix"))
     if as_json:

@@ -119,3 +119,13 @@ def test_launch_refuses_a_jupyter_password_on_the_command_line(runpod_env, runpo
     assert "JUPYTER_PASSWORD=… would put a secret on the command line" in out.stderr and "--jupyter" in out.stderr
     assert "pw_on_the_line_93" not in out.stdout + out.stderr
     assert not runpod_double.pods
+
+
+def test_a_plain_forward_to_8888_without_jupyter_flag_says_nothing_about_jupyter(sshd, client_key, podtui_env,
+                                                                                 tunnels):
+    tunnel = start_tunnel(podtui_env, f"ssh://root@127.0.0.1:{sshd.port}", "-L", "0:127.0.0.1:8888",
+                          "-i", str(client_key), "--fingerprint", sshd.host_fingerprint)
+    tunnels.append(tunnel)
+    assert tunnel.info["jupyter"] is None
+    assert tunnel.interrupt() == 0
+    assert not [line for line in tunnel.stderr_lines if '"jupyter"' in line]
