@@ -188,6 +188,11 @@ def write_state(state_dir: Path, **state) -> None:
     _write_private(Path(state_dir) / STATE_FILE, json.dumps({**state, "updated": time.time()}) + "\n")
 
 
+def clear_state(state_dir: Path) -> None:
+    """Remove `<state_dir>/jupyter.json` (this boot runs no Jupyter); the token is kept for a later one."""
+    (Path(state_dir) / STATE_FILE).unlink(missing_ok=True)
+
+
 def read_state(state_dir: Path) -> dict | None:
     """Jupyter's state for `status`: {"state": starting|running|restarting|paused|stopped, "port", "pid",
     "restarts", "last_error", "url", "updated"}, or None when boot never started Jupyter. A state whose

@@ -32,6 +32,8 @@ def start_jupyter(cfg: BootConfig, rep: Reporter, shutdown: threading.Event) -> 
     jcfg = jupyter_config(cfg)
     if jcfg is None:
         rep.step("Jupyter is off (set JUPYTER=1 or JUPYTER_PASSWORD to run Jupyter Lab on the pod's 127.0.0.1:8888)")
+        if not cfg.dry_run:  # a state left by an earlier boot with JUPYTER=1 would show in status
+            jupyter.clear_state(cfg.state_dir)
         return None
     how = "its token" + (" or JUPYTER_PASSWORD" if jcfg.password else "")
     if cfg.dry_run:
@@ -42,6 +44,7 @@ def start_jupyter(cfg: BootConfig, rep: Reporter, shutdown: threading.Event) -> 
     if not Path(jcfg.bin).is_file():
         rep.warn(f"JUPYTER is set but Jupyter is not installed at {jcfg.bin}: Jupyter is not started (the podtui "
                  "image installs it in /opt/jupyter; elsewhere set JUPYTER_BIN to a jupyter-lab)")
+        jupyter.clear_state(cfg.state_dir)
         return None
     try:
         jcfg.root_dir.mkdir(parents=True, exist_ok=True)

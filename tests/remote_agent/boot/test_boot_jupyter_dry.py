@@ -72,3 +72,13 @@ def test_jupyter_missing_from_the_image_is_a_warning_and_boot_goes_on(make_boot,
     assert "set JUPYTER_BIN" in out
     assert run.proc.poll() is None and not list(boot_root.rglob("jupyter.json"))
     assert run.terminate() == 0
+
+
+def test_a_boot_without_jupyter_clears_the_state_an_earlier_boot_left(make_boot, boot_root):
+    state = boot_root / "workspace" / ".podtui" / "agent" / "jupyter.json"
+    state.parent.mkdir(parents=True)
+    state.write_text('{"state": "running", "port": 8888, "pid": 1}')
+    run = make_boot("--exit-on-error", "--daemon-command", SLEEPER).start()
+    run.wait_for("idle auto-stop is off")
+    assert not state.exists()  # status would have shown a Jupyter that this boot does not run
+    assert run.terminate() == 0
