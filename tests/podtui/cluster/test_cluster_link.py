@@ -125,6 +125,7 @@ def test_a_frozen_link_is_found_within_10_s_and_comes_back(pods):
         assert status["cluster"]["links"][0]["restarts"] >= 1
         print(f"frozen link noticed after {detected:.1f} s")
     finally:
+        assert link(pods).returncode == 0  # off the relay before it goes
         relay.close()
 
 
@@ -134,6 +135,11 @@ def test_a_backend_presenting_another_host_key_is_refused_and_sent_nothing(pods,
     impostor.authorized_keys = b.sshd.authorized_keys
     impostor.start()
     try:
+        # no legitimate link to backend-b while we count: whatever reaches it now came through the impostor
+        unlinked = run_podtui(pods["env"], "cluster", "unlink", "c1", "--json")
+        assert unlinked.returncode == 0, unlinked.stderr
+        assert not any(line.endswith("podtui-cluster") for line in b.sshd.authorized_keys.read_text().splitlines())
+        time.sleep(1)
         accepted_before = b.engine_log().count("Accepted client connection")
         out = link(pods, "--reach", f"backend-b=127.0.0.1:{impostor.port}")
         assert out.returncode == 1, out.stderr
@@ -141,7 +147,7 @@ def test_a_backend_presenting_another_host_key_is_refused_and_sent_nothing(pods,
         assert links_of(pods)["backend-b"]["state"] == "refused"
         assert "Accepted publickey" not in impostor.log_text()
         time.sleep(1)
-        assert b.engine_log().count("Accepted client connection") == accepted_before
+        assert b.engine_log().count("Accepted client connection") == accepted_before, pods["server"].daemon.log_text()[-6000:]
     finally:
         impostor.stop()
     assert link(pods).returncode == 0  # the right address again: back to a working cluster
