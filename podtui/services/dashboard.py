@@ -22,6 +22,7 @@ from podtui.services import hostkeys, sessions
 from podtui.services.engine_access import engine_api_key, key_text
 from podtui.services.dashboard_endpoints import NO_KEY_FIX, NO_KEY_NOTE, NO_KEY_TITLE, EndpointBoard
 from podtui.services.follow import AgentLogFollower, IterableFollower, LineFollower
+from podtui.services.jupyter_access import JupyterInfo, free_local_port, jupyter_info
 from podtui.services.front import (EndpointListing, GpuChoice, HostKeyCheck, ModelOnPod, PodListing, PodRow,
                                    ProgressCallback, TuiServices)
 from podtui.services.pods import PodService, pod_target
@@ -258,6 +259,15 @@ class ProviderServices(TuiServices):
                 self._api_keys.pop(key, None)
         return f"API key {key_text(api_key)}"
 
+    def _jupyter(self, service: PodService, pod_id: str) -> JupyterInfo | None:
+        """The pod's Jupyter when it runs (its agent says so), else None; never fails the tunnel."""
+        try:
+            with sessions.agent_for(service.provider, pod_id, service.known_hosts, self.sessions) as (client, _):
+                info = jupyter_info(client)
+        except PodtuiError:
+            return None
+        return info if info is not None and info.state == "running" else None
+
     def toggle_tunnel(self, key: str) -> str:
         with self._lock:
             running = self._tunnels.pop(key, None)
@@ -272,10 +282,13 @@ class ProviderServices(TuiServices):
         if connection is None:
             return (f"no tunnel needed: the local pod's engine is at "
                     f"http://127.0.0.1:{pod.engine_port}/v1 already; {self._engine_key(key, service, pod_id)}")
+        jupyter = self._jupyter(service, pod_id)   # seed 001: Jupyter rides the same verified tunnel
+        jupyter_port = free_local_port() if jupyter else None
+        extra = [ForwardSpec("127.0.0.1", jupyter_port, "127.0.0.1", jupyter.port)] if jupyter_port else []
         busy = None
         for port in self.tunnel_ports:
             tunnel = Tunnel(connection, [ForwardSpec("127.0.0.1", port, "127.0.0.1",
-                                                     pod.engine_port)])
+                                                     pod.engine_port), *extra])
             try:
                 tunnel.bind()
             except LocalPortBusy as exc:
@@ -290,11 +303,12 @@ class ProviderServices(TuiServices):
             with self._lock:
                 self._tunnels[key] = (tunnel, url)
             api_key = self._engine_key(key, service, pod_id)
+            notebook = f"; Jupyter {jupyter.url(f'http://127.0.0.1:{jupyter_port}')}" if jupyter_port else ""
             if not outcome.verified:
                 activity.warning(outcome.warning or f"{pod.name}: host key pinned without verification")
                 return (f"tunnel up: {url} ({api_key}) → {pod.name}:{pod.engine_port} — host key UNVERIFIED "
-                        "(pinned without an out-of-band check): press v to compare it with the pod's log")
-            return f"tunnel up: {url} ({api_key}) → {pod.name}:{pod.engine_port} (host key verified)"
+                        f"(pinned without an out-of-band check): press v to compare it with the pod's log{notebook}")
+            return f"tunnel up: {url} ({api_key}) → {pod.name}:{pod.engine_port} (host key verified){notebook}"
         raise busy or PodtuiError("no local port to forward from", "free a port from 5002")
 
     def close(self) -> None:

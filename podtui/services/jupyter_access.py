@@ -52,3 +52,20 @@ def jupyter_info(client: AgentClient) -> JupyterInfo | None:
                        port=port if isinstance(port, int) else DEFAULT_PORT,
                        token=token if isinstance(token, str) and token else None,
                        last_error=state.get("last_error") if isinstance(state.get("last_error"), str) else None)
+
+
+LOCAL_PORTS = range(DEFAULT_PORT, DEFAULT_PORT + 10)  # where the TUI forwards Jupyter from on this machine
+
+
+def free_local_port(ports: range = LOCAL_PORTS) -> int | None:
+    """The first port of ports nothing on this machine's 127.0.0.1 listens on, or None."""
+    import socket
+    for port in ports:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    return None
+
