@@ -44,9 +44,17 @@ def add_host(env: dict, pod: Pod, client_key: Path, *, name: str | None = None, 
     assert out.returncode == 0, out.stderr
 
 
-def start_pod(root: Path, name: str, llama_bin: Path, env: dict, args: list[str], client_key: Path) -> Pod:
+# The image's sshd drops a session whose client stopped answering after ClientAliveInterval ×
+# ClientAliveCountMax (30 s × 4). On a backend that matters: the sshd side of a link whose path froze
+# keeps its channel to ggml-rpc-server open, and ggml-rpc-server serves one client, so the backend
+# stays taken until sshd gives up. The test bed keeps the image's rule at a test's scale (2 s × 3).
+BACKEND_SSHD_CONFIG = "ClientAliveInterval 2\nClientAliveCountMax 3"
+
+
+def start_pod(root: Path, name: str, llama_bin: Path, env: dict, args: list[str], client_key: Path,
+              sshd_config: str = "") -> Pod:
     (root / name).mkdir(parents=True, exist_ok=True)
-    sshd = SshServer(root / name / "sshd").start()
+    sshd = SshServer(root / name / "sshd", extra_config=sshd_config).start()
     sshd.authorize(Path(f"{client_key}.pub"))
     daemon = DaemonProcess(root / name, llama_bin, env=env,
                            args=[*args, "--authorized-keys", str(sshd.authorized_keys)]).start()
@@ -54,7 +62,8 @@ def start_pod(root: Path, name: str, llama_bin: Path, env: dict, args: list[str]
 
 
 def start_backend(root: Path, name: str, llama_bin: Path, client_key: Path, **env: str) -> Pod:
-    return start_pod(root, name, llama_bin, backend_env(free_port(), **env), ["--restart-backoff", "1"], client_key)
+    return start_pod(root, name, llama_bin, backend_env(free_port(), **env), ["--restart-backoff", "1"], client_key,
+                     sshd_config=BACKEND_SSHD_CONFIG)
 
 
 def start_server(root: Path, llama_bin: Path, model: Path, link_ports: list[int], client_key: Path,

@@ -36,7 +36,7 @@ def test_launch_links_two_backends_and_a_server_then_stop_and_terminate_them(
         pods.append(start_server(tmp_path, llama_bin, tiny_model, [first, first + 1], key))
         for pod in pods:  # `remote-agent rpc` on that pod finds its own daemon, as in the image
             pod.sshd.stop()
-            pod.sshd.extra_config = f"SetEnv SHLVL=1 REMOTE_AGENT_SOCKET={pod.daemon.socket} {environment}"
+            pod.sshd.extra_config += f"\nSetEnv SHLVL=1 REMOTE_AGENT_SOCKET={pod.daemon.socket} {environment}"
             pod.sshd.start()
         order = iter(pods)
         current = [next(order)]

@@ -121,6 +121,7 @@ def test_a_frozen_link_is_found_within_10_s_and_comes_back(pods):
         assert detected <= 10.5, detected
         relay.resume()
         wait_until(lambda: links_of(pods)["backend-a"]["state"] == "up", 30, "the link back up")
+        # ready once backend-a's sshd has dropped the frozen session that held ggml-rpc-server's one slot
         status = server.wait_for_state({"ready"}, timeout=40)
         assert status["cluster"]["links"][0]["restarts"] >= 1
         print(f"frozen link noticed after {detected:.1f} s")
