@@ -175,7 +175,6 @@ def link_cluster(server_ref: str, backend_refs: list[str], *, name: str | None =
                                                          "private_key": private, "wait_s": LINK_WAIT_S,
                                                          **({"budgets_mib": budgets} if budgets else {})},
                                         timeout=LINK_WAIT_S + 30)
-            del private
             links = answer["links"]
     record = {"name": name or server_ref, "server": server_ref, "backends": list(backend_refs), "direct": direct,
               "reach": reach, "linked_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -188,6 +187,7 @@ def link_cluster(server_ref: str, backend_refs: list[str], *, name: str | None =
 
 
 def clusters_file():
+    """<config>/clusters.json: {name: {name, server, backends, direct, reach, linked_at}}, no secrets."""
     return paths.config_dir() / "clusters.json"
 
 
@@ -200,6 +200,7 @@ def load_clusters() -> dict[str, dict]:
 
 
 def save_cluster(record: dict) -> None:
+    """Remember record under its name (replacing one of the same name). Raises OSError."""
     clusters = load_clusters()
     clusters[record["name"]] = record
     clusters_file().parent.mkdir(parents=True, exist_ok=True)
@@ -207,6 +208,7 @@ def save_cluster(record: dict) -> None:
 
 
 def forget_cluster(name: str) -> bool:
+    """Forget the cluster NAME; False when there was none."""
     clusters = load_clusters()
     if clusters.pop(name, None) is None:
         return False

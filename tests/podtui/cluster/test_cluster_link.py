@@ -68,6 +68,10 @@ def test_link_then_a_chat_completion_through_podtuis_tunnel(pods):
         assert line.startswith(f'restrict,port-forwarding,permitopen="127.0.0.1:{pod.daemon.env["APP_PORT"]}"')
     key_file = server.root / "state" / "links" / "cluster_key"
     assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+    secret = key_file.read_text().splitlines()[1]  # a line of the key itself
+    logs = [server.log_text(), *(p.read_text(errors="replace") for p in (pods["root"] / "state").rglob("*")
+                                 if p.is_file())]
+    assert not any(secret in text or "PRIVATE KEY" in text for text in logs)
     tunnel = start_tunnel(pods["env"], "server", "-L", f"0:127.0.0.1:{server.port}")
     try:
         answer = chat_completion(tunnel.local_url, api_key=server.api_key(), max_tokens=4)
