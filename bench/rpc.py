@@ -162,7 +162,7 @@ class Links:
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
                  for spec in self.specs]
         for spec, proc in zip(self.specs, procs):
-            def ready() -> bool:
+            def ready(proc: subprocess.Popen = proc, spec=spec) -> bool:
                 if proc.poll() is not None:
                     raise RuntimeError(f"link ended: {proc.stderr.read().decode(errors='replace')}")
                 return listening(spec.local_port, "127.0.0.1")

@@ -77,7 +77,7 @@ def parse_link(item: Any, index: int) -> LinkSpec:
     if unknown:
         raise LinkParamError(f"links[{index}] has unknown field(s) {', '.join(unknown)}")
     endpoint = item.get("endpoint")
-    host, sep, local = endpoint.rpartition(":") if isinstance(endpoint, str) else ("", "", "")
+    host, _, local = endpoint.rpartition(":") if isinstance(endpoint, str) else ("", "", "")
     if host != LOOPBACK or not local.isdigit():
         raise LinkParamError(f"links[{index}].endpoint must be {LOOPBACK}:PORT, an APP_RPC_BACKENDS entry on this "
                              "pod's loopback (a link listens there and nowhere else)")

@@ -99,7 +99,7 @@ class Link:
                 self._kill()
             try:
                 await asyncio.wait_for(self.proc.wait(), 0.1 if self.state == STARTING else 1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         data = await reader
         return data.decode(errors="replace")
@@ -117,7 +117,7 @@ class Link:
             self._kill_proc(proc)
             try:
                 await asyncio.wait_for(proc.wait(), 3)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 os.killpg(proc.pid, signal.SIGKILL)
                 await proc.wait()
         if self.state != REFUSED:  # a refusal stays visible until the next cluster.link

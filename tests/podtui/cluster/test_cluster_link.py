@@ -19,7 +19,7 @@ from tests.testbed.llama import chat_completion
 from tests.testbed.procs import free_port
 from tests.testbed.relay import FreezableRelay
 from tests.testbed.rpc import wait_until
-from tests.testbed.rpc_pods import add_host, start_backend, start_pod, start_server, stop_pods
+from tests.testbed.rpc_pods import add_host, start_backend, start_server, stop_pods
 from tests.testbed.sshd import SshServer, generate_key, have_sshd
 
 pytestmark = [pytest.mark.skipif(not have_sshd(), reason="needs openssh-server"), pytest.mark.timeout(90)]
