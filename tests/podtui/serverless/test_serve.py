@@ -48,6 +48,10 @@ def test_the_openai_client_streams_chats_and_lists_models_through_serve(warm_pla
     assert answer.choices[0].message.content and answer.usage.completion_tokens >= 1
 
     served.wait_event("state", lambda e: e["to"] == "warm")
+    # serve logs a request once its answer is written: the last line can trail the client's answer
+    deadline = time.monotonic() + 10
+    while len(served.events("request")) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
     requests = served.events("request")
     assert [(r["method"], r["path"].split("?")[0], r["status"]) for r in requests] == [
         ("GET", "/v1/models", 200), ("POST", "/v1/chat/completions", 200), ("POST", "/v1/chat/completions", 200)]
