@@ -289,6 +289,12 @@ class JupyterSupervisor:
                 return
             shutdown.wait(0.2)
 
+    def stop_for_exit(self) -> None:
+        """Stop Jupyter and record `stopped` now: boot is about to exit, and its supervisor thread (a
+        daemon thread) may not get to write it first."""
+        self.stop()
+        self._state(STOPPED)
+
     def stop(self) -> None:
         """Stop Jupyter and its kernels (its process group); safe to call twice."""
         with self._lock:

@@ -166,7 +166,7 @@ class Boot:
     def stop_children(self) -> None:
         self.shutdown.set()
         if self.jupyter is not None:
-            self.jupyter.stop()
+            self.jupyter.stop_for_exit()
         # The worker first: it finishes the jobs in flight (the SDK's SIGTERM drain) while the engine serves.
         for child in (self.worker, self.daemon, self.sshd):  # each leads its own group (start_new_session)
             if child is not None:
