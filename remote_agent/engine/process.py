@@ -211,29 +211,26 @@ async def terminate(engine: EngineProcess, grace_s: float) -> None:
     await _settle_output(engine)
 
 
+async def _ask(engine: EngineProcess, path: str | None, read, timeout: float):
+    """read(status, body) of GET path on the engine, or None when there is no such path or no answer."""
+    if path is None:
+        return None
+    try:
+        status, body = await http_get(engine.config.port, path, timeout=timeout, headers=engine.headers)
+    except (OSError, asyncio.TimeoutError):
+        return None
+    return read(status, body)
+
+
 async def served_ctx(engine: EngineProcess) -> int | None:
     """The context size (tokens) the engine really runs, from the adapter's ctx_path; None when it
     cannot tell. Never raises."""
-    if engine.adapter.ctx_path is None:
-        return None
-    try:
-        status, body = await http_get(engine.config.port, engine.adapter.ctx_path, timeout=2.0,
-                                      headers=engine.headers)
-    except (OSError, asyncio.TimeoutError):
-        return None
-    return engine.adapter.served_ctx(status, body)
+    return await _ask(engine, engine.adapter.ctx_path, engine.adapter.served_ctx, 2.0)
 
 
 async def is_busy(engine: EngineProcess) -> bool | None:
     """Whether the engine has requests in flight (None: the engine cannot tell us)."""
-    if engine.adapter.busy_path is None:
-        return None
-    try:
-        status, body = await http_get(engine.config.port, engine.adapter.busy_path, timeout=1.0,
-                                      headers=engine.headers)
-    except (OSError, asyncio.TimeoutError):
-        return None
-    return engine.adapter.is_busy(status, body)
+    return await _ask(engine, engine.adapter.busy_path, engine.adapter.is_busy, 1.0)
 
 
 async def drain(engine: EngineProcess, timeout_s: float, emit) -> None:

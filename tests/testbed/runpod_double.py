@@ -26,11 +26,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from tests.testbed.runpod_pod_logs import PodLogRoutes, now
 from tests.testbed.runpod_serverless import ServerlessRoutes
 from tests.testbed.runpod_spec import SPEC_PATH, SpecSchemas
 
@@ -53,10 +53,6 @@ class Fault:
                 and (self.path_prefix is None or path.startswith(self.path_prefix)))
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 GPUS = [
     {"id": "NVIDIA GeForce RTX 4090", "name": "RTX 4090", "pool": "ADA_24", "manufacturer": "NVIDIA",
      "memory": 24, "secure": True, "community": True, "price": {"secure": 0.69, "community": 0.34, "serverless": 1.1},
@@ -68,7 +64,7 @@ GPUS = [
 
 
 @dataclass
-class RunpodDouble(ServerlessRoutes):
+class RunpodDouble(PodLogRoutes, ServerlessRoutes):
     api_key: str
     spec_path: Path = SPEC_PATH
     ssh_host: str = "203.0.113.7"           # where a RUNNING pod's port 22 points
@@ -119,14 +115,6 @@ class RunpodDouble(ServerlessRoutes):
             self.pods[pod_id] = pod
         return pod
 
-    def append_log(self, pod_id: str, text: str, source: str = "container") -> None:
-        with self._lock:
-            entries = self.logs.setdefault(pod_id, [])
-            for line in text.splitlines():
-                ts = _now()
-                entries.append({"id": f"{ts}/{next(self._seq):012d}",
-                                "data": {"ts": ts, "source": source, "line": line}})
-
     def stops(self) -> list[str]:
         return [pod for pod, action in self.actions if action == "stop"]
 
@@ -146,7 +134,7 @@ class RunpodDouble(ServerlessRoutes):
             "cloud": body.get("cloud", "SECURE"), "dataCenterId": None, "cudaVersion": None,
             "ssh": {"proxy": None, "direct": None}, "template": None,
             "cost": round(price * gpu.get("count", 1), 4), "locked": False,
-            "globalNetworking": {"enabled": False}, "runtime": None, "createdAt": _now(), "startedAt": None,
+            "globalNetworking": {"enabled": False}, "runtime": None, "createdAt": now(), "startedAt": None,
         }
 
     def _set_status(self, pod: dict, status: str) -> None:
@@ -155,7 +143,7 @@ class RunpodDouble(ServerlessRoutes):
                           "ERROR": ["start", "terminate"]}.get(status, ["stop", "terminate"])
         if status == "RUNNING":
             pod["dataCenterId"] = "US-KS-2"
-            pod["startedAt"] = _now()
+            pod["startedAt"] = now()
             proxy = {"host": "ssh.runpod.io", "port": 22, "username": f"{pod['id']}-64411eb2",
                      "command": f"ssh {pod['id']}-64411eb2@ssh.runpod.io"}
             direct = None
@@ -367,39 +355,3 @@ class RunpodDouble(ServerlessRoutes):
                 pod["cost"] = round(price * pod["gpu"]["count"], 4)
             snapshot = json.loads(json.dumps(pod))
         self._send_json(handler, 200, snapshot, "Pod")
-
-    def _stream_logs(self, handler, pod_id: str, query: dict) -> None:
-        """SSE: the backfill (`tail`, default 100, or after Last-Event-ID), then live lines."""
-        try:
-            tail = int(query.get("tail", ["100"])[0])
-        except ValueError:
-            return self._problem(handler, 400, "Bad Request", "tail must be an integer")
-        if not 0 <= tail <= 5000:
-            return self._problem(handler, 400, "Bad Request", "tail must be between 0 and 5000")
-        source = query.get("source", [None])[0]
-        if source not in (None, "container", "system"):
-            return self._problem(handler, 400, "Bad Request", "source must be container or system")
-        handler.send_response(200)
-        handler.send_header("Content-Type", "text/event-stream")
-        handler.send_header("Cache-Control", "no-cache")
-        handler.send_header("X-Accel-Buffering", "no")
-        handler.send_header("Connection", "close")
-        handler.end_headers()
-        handler.close_connection = True
-        with self._lock:
-            entries = list(self.logs.get(pod_id, []))
-        last_id = handler.headers.get("Last-Event-ID")
-        if last_id:
-            start = next((i + 1 for i, e in enumerate(entries) if e["id"] == last_id), 0)
-        else:
-            start = max(0, len(entries) - tail)
-        sent = start
-        while not self._stopping.is_set():
-            with self._lock:
-                entries = list(self.logs.get(pod_id, []))
-            for entry in entries[sent:]:
-                if source is None or entry["data"]["source"] == source:
-                    handler.wfile.write(f"id: {entry['id']}\ndata: {json.dumps(entry['data'])}\n\n".encode())
-            handler.wfile.flush()
-            sent = len(entries)
-            time.sleep(0.05)
