@@ -36,7 +36,8 @@ def main() -> None:
         sys.stdout.flush()
     port = int(argv[argv.index("--port") + 1])
     model = argv[argv.index("--model") + 1]
-    password = argv[argv.index("--password") + 1] if "--password" in argv else None
+    password = next((a.split("=", 1)[1] for a in argv if a.startswith("--password=")),
+                    argv[argv.index("--password") + 1] if "--password" in argv else None)
     llama_key = os.environ.get("LLAMA_API_KEY")
     print(f"Namespace(argv={argv!r})", flush=True)  # koboldcpp's print(args)
 

@@ -71,7 +71,8 @@ class KoboldCppAdapter(EngineAdapter):
             "--usecublas", "mmq", "--flashattention", "--ignoremissing", "--skiplauncher",
             *optional_flag("--blasbatchsize", config.batch_size),
             *optional_flag("--defaultgenamt", max_tokens),   # MAX_TOKENS (seed 004), where it exists
-            *(["--password", api_key] if api_key else []),
+            # One argument: a generated key may begin with "-", which argparse would take for a flag.
+            *([f"--password={api_key}"] if api_key else []),
             *config.args, *config.fit_args,
         ]
 

@@ -90,13 +90,16 @@ def test_the_agents_key_is_a_password_flag_masked_in_the_logged_line_and_never_d
     config = EngineConfig(engine="koboldcpp", model="m", model_path=str(model), port=5002,
                           args=("--threads", "8"))
     command = adapter.command(config, tmp_path, adapter.launch_key(config.args, agent_key))
-    assert command[command.index("--password") + 1] == "agents-key" and command[-2:] == ["--threads", "8"]
-    assert "agents-key" not in adapter.loggable(command) and "--password '***'" in adapter.loggable(command)
+    assert "--password=agents-key" in command and command[-2:] == ["--threads", "8"]
+    assert "agents-key" not in adapter.loggable(command) and "--password=***" in adapter.loggable(command)
+    # A generated key can begin with "-": as one argument argparse never takes it for a flag.
+    dash = adapter.command(config, tmp_path, "-starts-with-a-dash")
+    assert "--password=-starts-with-a-dash" in dash
     assert adapter.key_environment("agents-key") == {}  # koboldcpp reads no variable for it
 
     own = EngineConfig(engine="koboldcpp", model="m", model_path=str(model), port=5002,
                        args=("--password=users-own",))
     command = adapter.command(own, tmp_path, adapter.launch_key(own.args, agent_key))
-    assert command.count("--password") == 0 and command[-1] == "--password=users-own"
+    assert sum(a.startswith("--password") for a in command) == 1 and command[-1] == "--password=users-own"
     assert adapter.engine_key(own.args, agent_key) == EngineKey("users-own", "ARGS")
     assert "users-own" not in adapter.loggable(command)
