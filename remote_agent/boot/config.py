@@ -76,6 +76,7 @@ class BootConfig:
     mode: str = "pod"  # MODE_TO_RUN
     concurrency: Concurrency | None = None  # serverless: jobs at once (MAX_CONCURRENCY / CONCURRENCY_MODIFIER)
     engine_http: bool = True  # False in APP_MODE backend / none: nothing answers HTTP on engine_port
+    role_note: str = ""  # the RPC cluster role APP_MODE chose (APP_MODE=rank: by NODE_RANK), for the dry run
 
     @property
     def serverless(self) -> bool:
@@ -221,7 +222,7 @@ def config_from(args: argparse.Namespace, env: dict[str, str] | None = None) -> 
     )
     # The daemon refuses a bad ENGINE, CTX, ARGS, PARALLEL …: say so now, dry runs included,
     # instead of after sshd is up and the daemon has exited.
-    from remote_agent.engine.roles import BACKEND, NONE
+    from remote_agent.engine.roles import BACKEND, NONE, describe_role
     from remote_agent.server.settings import SettingsError, engine_env
 
     try:
@@ -234,4 +235,5 @@ def config_from(args: argparse.Namespace, env: dict[str, str] | None = None) -> 
     # backend and none roles (HTTP sent to ggml-rpc-server, which serves one client, can kill it).
     config.engine_port = settings["port"]
     config.engine_http = settings["cluster"].role not in (BACKEND, NONE)
+    config.role_note = describe_role(settings["cluster"])
     return config

@@ -12,11 +12,19 @@
 
 Requests that make no sense in a role are refused with RoleRefused (code not_in_role), which says
 what the role does instead.
+
+Direct endpoints (`cluster.direct`, a Runpod Instant Cluster with `podtui cluster launch --instant
+--direct`): the backends' overlay addresses are known only from the Runpod API (PodCluster.ip), not at
+boot, so podtui sends them over its verified channel. They replace the server's RPC endpoints, are kept
+in <state>/rpc-direct.json (a daemon restart keeps them) and llama-server restarts on them. Every launch
+takes its `--rpc` from the endpoints of that moment (preflight), so a config saved earlier follows.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,7 +32,7 @@ from remote_agent.engine.adapters.base import EngineConfig, EngineFailure, Nothi
 from remote_agent.engine.adapters.rpc_server import NAME as RPC_SERVER, cache_env
 from remote_agent.engine.backends import BackendGuard
 from remote_agent.engine.fit_launch import FIT_ERROR
-from remote_agent.engine.roles import BACKEND, ENGINE, NONE, SERVER, ClusterSettings
+from remote_agent.engine.roles import BACKEND, ENGINE, NONE, SERVER, ClusterSettings, RoleError, parse_backends
 from remote_agent.engine.rpc_build import list_rpc_devices, llama_build, rpc_banner
 from remote_agent.fit.agent_fit import FitTarget, run_config
 from remote_agent.fit.devices import FitParamsError, fit_devices
@@ -32,6 +40,8 @@ from remote_agent.fit.estimate import EstimateError
 from remote_agent.fit.gguf_meta import GGUFFormatError, read_header
 from remote_agent.protocol import WireError
 
+log = logging.getLogger("remote_agent.cluster")
+DIRECT_FILE = "rpc-direct.json"  # the server's direct endpoints from cluster.direct (no secrets)
 MARGIN_MIB = 1024  # llama.cpp's default fit target per device (-fitt), kept free when no budget is given
 
 NOT_IN_ROLE = "not_in_role"
@@ -58,16 +68,60 @@ class ClusterRole:
 
     def __init__(self, settings: ClusterSettings, bin_dir: Path | None, state_dir: Path, *,
                  timeout_s: float = 5.0, poll_s: float = 2.0) -> None:
-        self.settings = settings
         self.role = settings.role
         self.bin_dir = bin_dir
         self.state_dir = Path(state_dir)
-        self.guard = (BackendGuard(settings.backends, None, None, timeout_s=timeout_s, poll_s=poll_s)
+        self.direct_budgets_mib: tuple[int, ...] | None = None
+        self.env_backends = settings.backends  # APP_RPC_BACKENDS's, before any cluster.direct
+        self.settings = self._with_saved_direct(settings)
+        self.guard = (BackendGuard(self.settings.backends, None, None, timeout_s=timeout_s, poll_s=poll_s)
                       if self.role == SERVER else None)
         self._facts_read = False
         self.last_fit: dict | None = None  # the server's last fit across devices (fit/devices.DeviceFit)
         # MiB per RPC device from the backends' APP_MEM, passed in by cluster.link (links/methods.py)
         self.link_budgets_mib: tuple[int, ...] | None = None
+
+    def _with_saved_direct(self, settings: ClusterSettings) -> ClusterSettings:
+        """settings with the endpoints cluster.direct last set (server role), when they were kept."""
+        path = self.state_dir / DIRECT_FILE
+        if self.role != SERVER or not path.exists():
+            return settings
+        try:
+            data = json.loads(path.read_text())
+            endpoints = parse_backends(",".join(data["endpoints"]))
+            budgets = data.get("budgets_mib")
+        except (OSError, ValueError, TypeError, KeyError, RoleError) as exc:
+            log.warning("ignoring %s (%s); the backends are APP_RPC_BACKENDS's", path, exc)
+            return settings
+        log.info("direct RPC endpoints from %s: %s", path, ",".join(map(str, endpoints)))
+        self.direct_budgets_mib = tuple(budgets) if budgets else None
+        return replace(settings, backends=endpoints)
+
+    def set_direct(self, endpoints: list[str], budgets_mib: list[int] | None = None) -> tuple[str, ...]:
+        """Replace the server's RPC endpoints with endpoints ("host:port", in --rpc order; a Runpod Instant
+        Cluster's overlay addresses) and keep them in the state dir. budgets_mib: MiB per RPC device for
+        the fit, or None. Returns the endpoints now used. Raises RoleError (a bad endpoint), RoleRefused
+        off the server role, OSError when the file cannot be written. The caller restarts llama-server."""
+        self.refuse(BACKEND, NONE, ENGINE)
+        backends = parse_backends(",".join(endpoints))
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        (self.state_dir / DIRECT_FILE).write_text(json.dumps({"endpoints": [str(b) for b in backends],
+                                                              "budgets_mib": budgets_mib}))
+        self._use(backends, tuple(budgets_mib) if budgets_mib else None)
+        return tuple(str(b) for b in backends)
+
+    def clear_direct(self) -> None:
+        """Back to APP_RPC_BACKENDS (the environment's endpoints); the kept file is deleted."""
+        self.refuse(BACKEND, NONE, ENGINE)
+        (self.state_dir / DIRECT_FILE).unlink(missing_ok=True)
+        self._use(self.env_backends, None)
+
+    def _use(self, backends: tuple, budgets: tuple[int, ...] | None) -> None:
+        self.direct_budgets_mib = budgets
+        self.settings = replace(self.settings, backends=backends)
+        self.guard.backends = backends
+        self.guard.last.clear()
+        log.info("RPC endpoints now: %s", self.settings.rpc_list)
 
     @property
     def is_cluster(self) -> bool:
@@ -96,8 +150,18 @@ class ClusterRole:
         read), then a pending `ctx auto` resolved across the devices. Returns the config to launch.
         Raises PausedUntil (a backend), NothingFits, EngineFailure fit_error."""
         await self.read_facts()
+        config = self.with_current_rpc(config)
         await self.guard.preflight(config)
         return config if config.fit is None else await self.fit(config)
+
+    def with_current_rpc(self, config: EngineConfig) -> EngineConfig:
+        """config with its `--rpc` value set to the endpoints of now (cluster.direct may have changed them)."""
+        args = list(config.args)
+        for index, arg in enumerate(args[:-1]):
+            if arg == "--rpc" and args[index + 1] != self.settings.rpc_list:
+                args[index + 1] = self.settings.rpc_list
+                return replace(config, args=tuple(args))
+        return config
 
     async def fit(self, config: EngineConfig) -> EngineConfig:
         """config with its pending FitRequest resolved: the largest ctx that fits every RPC device within
@@ -107,7 +171,8 @@ class ClusterRole:
         try:
             memory = tuple(run_config(FitTarget(model, config.engine, config.args, config.parallel, config.batch_size,
                                                 config.ubatch_size), cache_type=request.cache_type).engine_args())
-            budgets = list(request.device_budgets_mib or self.link_budgets_mib or await self._free_budgets())
+            budgets = list(request.device_budgets_mib or self.direct_budgets_mib or self.link_budgets_mib
+                           or await self._free_budgets())
             trained = read_header(model).arch_value("context_length")
             result = await asyncio.to_thread(
                 fit_devices, Path(self.bin_dir or "") / "llama-fit-params", model, [str(b) for b in s.backends],
@@ -147,6 +212,9 @@ class ClusterRole:
             return {"role": BACKEND, "bind": s.bind, "port": s.port, "build": build,
                     "protocol": info.get("protocol"), "devices": info.get("devices") or [],
                     "memory_budget_mib": s.memory_budget_mib,
+                    "memory_budgets_mib": list(s.memory_budgets_mib or
+                                               ((s.memory_budget_mib,) if s.memory_budget_mib else ())),
+                    "rank": s.rank, "num_nodes": s.num_nodes,
                     "cache_dir": str(self.state_dir / "rpc-cache" / "rpc"),
                     "warning": BACKEND_WARNING.format(where=where, bind=s.bind)}
         if self.role == SERVER:
@@ -154,5 +222,6 @@ class ClusterRole:
             return {"role": SERVER, "build": build,
                     "protocol": str(self.guard.client) if self.guard.client else None,
                     "backends": self.guard.snapshot(), "gpu_layers": s.gpu_layers,
-                    "repeat_penalty": s.repeat_penalty, "liveness": liveness}
+                    "repeat_penalty": s.repeat_penalty, "liveness": liveness, "rank": s.rank,
+                    "num_nodes": s.num_nodes, "direct": (self.state_dir / DIRECT_FILE).exists()}
         return {"role": self.role}

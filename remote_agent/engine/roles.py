@@ -19,16 +19,32 @@ backends) and `none` (nothing). Its names are kept; what changed since (RPC.md �
 - The server's port: PORT, else APP_PORT, else 5002 (podtui's tunnel and the image's engine port),
   not the seed's 8080. The backend's: APP_PORT, else 50052.
 
+Added for Runpod Instant Clusters, whose members all get one env (CreateClusterRequest has one `env`)
+plus NODE_RANK (0 = the primary), NODE_ADDR (this node's overlay IPv4), NUM_NODES and PRIMARY_ADDR
+(RPC.md §5.2):
+- APP_MODE=rank: the role follows NODE_RANK, rank 0 the server and every other rank a backend. A
+  server with APP_RPC_BACKENDS unset gets 127.0.0.1:60151,… with NUM_NODES-1 entries (where podtui's
+  links listen); APP_BIND does not apply to it (llama-server stays on 127.0.0.1).
+- APP_BIND=NODE_ADDR (the literal word) means this node's NODE_ADDR, so one env can say "bind the
+  overlay" for every backend.
+- APP_MEM=20000,20000: one MiB budget per device of a backend that lends several (ARGS `-d
+  CUDA0,CUDA1`, in that order). One number with several devices is refused: it could mean per device
+  or in total, a 2x error either way.
+
 Standard library only: boot checks the same variables in its dry runs.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import shlex
 from dataclasses import dataclass, field
 
 ENGINE, BACKEND, SERVER, NONE = "engine", "backend", "server", "none"
-APP_MODES = (SERVER, BACKEND, NONE)
+RANK = "rank"  # APP_MODE=rank: the role follows Runpod's NODE_RANK (0 = server)
+APP_MODES = (SERVER, BACKEND, NONE, RANK)
+FIRST_LINK_PORT = 60151  # a rank-mode server's first link port (podtui's --first-link-port default)
+NODE_ADDR_WORD = "NODE_ADDR"  # APP_BIND=NODE_ADDR: this Instant Cluster node's overlay address
 DEFAULT_BACKEND_PORT = 50052
 DEFAULT_SERVER_GPU_LAYERS = 99  # seed 003's APP_GPU_LAYERS: every layer on the RPC devices
 MAX_BACKENDS = 15  # llama.cpp takes at most 16 devices (-ts has 15 values, RPC.md §2.1)
@@ -53,16 +69,22 @@ class Endpoint:
 class ClusterSettings:
     """The role and its settings. role: engine (no cluster), backend, server or none.
     backend: bind (IPv4), port, memory_budget_mib (APP_MEM; None: unset).
+    memory_budgets_mib: one budget per device in ARGS -d order when APP_MEM lists several
+    (memory_budget_mib is then their sum); () otherwise.
     server: backends (in --rpc order), model (MODEL/APP_MODEL), gpu_layers, repeat_penalty.
+    rank, num_nodes: NODE_RANK and NUM_NODES in APP_MODE=rank (None otherwise).
     notes: sentences the daemon logs at start (which variable won, what APP_MEM means now)."""
     role: str = ENGINE
     bind: str = LOOPBACK
     port: int | None = None
     memory_budget_mib: int | None = None
+    memory_budgets_mib: tuple[int, ...] = ()
     backends: tuple[Endpoint, ...] = ()
     model: str | None = None
     gpu_layers: int | None = None
     repeat_penalty: float | None = None
+    rank: int | None = None
+    num_nodes: int | None = None
     notes: tuple[str, ...] = field(default=(), compare=False)
 
     @property
@@ -154,6 +176,86 @@ def _prefer(env: dict[str, str], ours: str, seed: str, notes: list[str]) -> str 
     return mine or theirs or None
 
 
+def _devices(env: dict[str, str]) -> list[str]:
+    """The devices ARGS names with -d/--device (ggml-rpc-server's comma or slash list), else []."""
+    try:
+        words = shlex.split(_get(env, "ARGS"))
+    except ValueError:
+        return []  # server/settings.py refuses unparsable ARGS with its own message
+    for index, word in enumerate(words):
+        value = None
+        if word in ("-d", "--device") and index + 1 < len(words):
+            value = words[index + 1]
+        elif word.startswith("--device="):
+            value = word.partition("=")[2]
+        if value is not None:
+            return [d for d in value.replace("/", ",").split(",") if d.strip()]
+    return []
+
+
+def memory_budgets(env: dict[str, str]) -> tuple[int, ...]:
+    """APP_MEM as MiB per device: "2048" → (2048,), "20000,20000" → one per ARGS -d device. () when
+    unset. Raises RoleError naming the value and the fix."""
+    raw = _get(env, "APP_MEM")
+    if not raw:
+        return ()
+    values = []
+    for item in raw.split(","):
+        try:
+            value = int(item.strip())
+        except ValueError:
+            raise RoleError(f"APP_MEM={raw!r} is not an integer; set MiB (e.g. APP_MEM=20000), one per device "
+                            "for several (APP_MEM=20000,20000), or unset it") from None
+        if not 1 <= value <= 1 << 30:
+            raise RoleError(f"APP_MEM={raw} is out of range; set MiB from 1 to {1 << 30} per device")
+        values.append(value)
+    devices = _devices(env)
+    if len(values) > 1 and len(values) != len(devices):
+        named = f"ARGS -d names {len(devices)} ({','.join(devices)})" if devices else "ARGS names none with -d"
+        raise RoleError(f"APP_MEM={raw} gives {len(values)} budgets but {named}; name the devices in ARGS "
+                        f"(e.g. ARGS=\"-d CUDA0,CUDA1\") so the budgets have an order, one budget per device")
+    if len(values) == 1 and len(devices) > 1:
+        raise RoleError(f"APP_MEM={raw} is one budget but ARGS -d lends {len(devices)} devices "
+                        f"({','.join(devices)}): it could mean per device or in total; give one per device in -d "
+                        f"order, e.g. APP_MEM={','.join([raw] * len(devices))}")
+    return tuple(values)
+
+
+def _rank(env: dict[str, str]) -> tuple[int, int]:
+    """(NODE_RANK, NUM_NODES) for APP_MODE=rank; raises RoleError naming the variable and the fix."""
+    fix = ("Runpod sets it on every Instant Cluster member; elsewhere set NODE_RANK (0 = the server) and "
+           "NUM_NODES, or use APP_MODE=server/backend")
+    values = []
+    for name, low in (("NUM_NODES", 2), ("NODE_RANK", 0)):
+        raw = _get(env, name)
+        if not raw:
+            raise RoleError(f"APP_MODE=rank needs {name}, which is unset: {fix}")
+        if not raw.isdigit() or not low <= int(raw) <= MAX_BACKENDS:
+            high = MAX_BACKENDS + 1 if name == "NUM_NODES" else MAX_BACKENDS
+            raise RoleError(f"{name}={raw!r} is not a number from {low} to {high} (llama.cpp takes at most "
+                            f"{MAX_BACKENDS} backends); {fix}")
+        values.append(int(raw))
+    nodes, rank = values
+    if nodes > MAX_BACKENDS + 1:
+        raise RoleError(f"NUM_NODES={nodes}: llama.cpp takes at most {MAX_BACKENDS} backends, so at most "
+                        f"{MAX_BACKENDS + 1} nodes")
+    if rank >= nodes:
+        raise RoleError(f"NODE_RANK={rank} is not below NUM_NODES={nodes}; {fix}")
+    return rank, nodes
+
+
+def _bind(env: dict[str, str]) -> str:
+    """APP_BIND with the word NODE_ADDR replaced by this node's NODE_ADDR, checked by check_bind."""
+    raw = _get(env, "APP_BIND") or LOOPBACK
+    node_addr = _get(env, "NODE_ADDR") or None
+    if raw == NODE_ADDR_WORD:
+        if not node_addr:
+            raise RoleError("APP_BIND=NODE_ADDR means this Instant Cluster node's overlay address, but NODE_ADDR "
+                            f"is unset (Runpod sets it on cluster members only); use {LOOPBACK} elsewhere")
+        raw = node_addr
+    return check_bind(raw, node_addr)
+
+
 def cluster_from_env(env: dict[str, str]) -> ClusterSettings:
     """The role and settings the environment asks for (see the module docstring). Raises RoleError
     naming the variable and the fix."""
@@ -161,22 +263,30 @@ def cluster_from_env(env: dict[str, str]) -> ClusterSettings:
     if not mode:
         return ClusterSettings()
     if mode not in APP_MODES:
-        raise RoleError(f"APP_MODE={mode!r} is not a mode; use server, backend or none, or unset it for "
-                        "podtui's single-pod engine")
+        raise RoleError(f"APP_MODE={mode!r} is not a mode; use server, backend, none or rank (Instant Clusters), "
+                        "or unset it for podtui's single-pod engine")
     notes: list[str] = []
     if mode == NONE:
         return ClusterSettings(role=NONE)
+    rank = nodes = None
+    if mode == RANK:
+        rank, nodes = _rank(env)
+        mode = SERVER if rank == 0 else BACKEND
+        notes.append(f"APP_MODE=rank: NODE_RANK={rank} of NUM_NODES={nodes}, so this pod is the "
+                     f"{'server (rank 0)' if rank == 0 else 'backend'}")
     app_port = _int(env, "APP_PORT", 1, 65535)
     if mode == BACKEND:
-        bind = check_bind(_get(env, "APP_BIND") or LOOPBACK, env.get("NODE_ADDR"))
-        mem = _int(env, "APP_MEM", 1, 1 << 30)
+        bind = _bind(env)
+        budgets = memory_budgets(env)
+        mem = sum(budgets) if budgets else None
         if mem is not None:
-            notes.append(f"APP_MEM={mem} MiB is this backend's memory budget for the context fit; "
+            notes.append(f"APP_MEM={_get(env, 'APP_MEM')} MiB is this backend's memory budget for the context fit; "
                          "ggml-rpc-server no longer takes --mem (it reports its device's real free memory)")
-        return ClusterSettings(role=BACKEND, bind=bind, port=app_port or DEFAULT_BACKEND_PORT,
-                               memory_budget_mib=mem, notes=tuple(notes))
+        return ClusterSettings(role=BACKEND, bind=bind, port=app_port or DEFAULT_BACKEND_PORT, memory_budget_mib=mem,
+                               memory_budgets_mib=budgets if len(budgets) > 1 else (), rank=rank, num_nodes=nodes,
+                               notes=tuple(notes))
     bind = _get(env, "APP_BIND")
-    if bind and bind != LOOPBACK:
+    if bind and bind != LOOPBACK and rank is None:
         raise RoleError(f"APP_BIND={bind} is refused in server mode: llama-server listens on {LOOPBACK} and is "
                         "reached through podtui's SSH tunnel; unset APP_BIND")
     port = _int(env, "PORT", 1, 65535)
@@ -189,6 +299,25 @@ def cluster_from_env(env: dict[str, str]) -> ClusterSettings:
         raise RoleError(f"APP_GPU_LAYERS={gpu_layers!r} is not an integer; set a number of layers (99: all)") from None
     if layers < 0:
         raise RoleError(f"APP_GPU_LAYERS={layers} must be at least 0")
-    return ClusterSettings(role=SERVER, port=port or app_port, backends=parse_backends(_get(env, "APP_RPC_BACKENDS")),
-                           model=_prefer(env, "MODEL", "APP_MODEL", notes), gpu_layers=layers,
-                           repeat_penalty=_penalty(env), notes=tuple(notes))
+    listed = _get(env, "APP_RPC_BACKENDS")
+    if rank is not None and not listed:
+        listed = ",".join(f"{LOOPBACK}:{FIRST_LINK_PORT + i}" for i in range(nodes - 1))
+        notes.append(f"APP_RPC_BACKENDS unset in rank mode: {listed} (where podtui's links listen)")
+    return ClusterSettings(role=SERVER, port=port or (None if rank is not None else app_port),
+                           backends=parse_backends(listed), model=_prefer(env, "MODEL", "APP_MODEL", notes),
+                           gpu_layers=layers, repeat_penalty=_penalty(env), rank=rank, num_nodes=nodes,
+                           notes=tuple(notes))
+
+
+def describe_role(settings: ClusterSettings) -> str:
+    """One sentence naming the role and what it runs (boot's dry run, the daemon's log); "" for no cluster."""
+    s = settings
+    if s.role == ENGINE:
+        return ""
+    head = (f"APP_MODE=rank: NODE_RANK={s.rank} of NUM_NODES={s.num_nodes}, so this pod is the {s.role}"
+            if s.rank is not None else f"APP_MODE={s.role}")
+    if s.role == BACKEND:
+        return f"{head}: ggml-rpc-server on {s.bind}:{s.port}"
+    if s.role == SERVER:
+        return f"{head}: llama-server --rpc {s.rpc_list}"
+    return f"{head}: no engine, sshd and the agent only"

@@ -28,6 +28,7 @@ from remote_agent.links.methods import LinkMethods
 from remote_agent.links.supervisor import LinkSet
 from remote_agent.idle import DownloadProbe, EngineProbe, IdleWatcher
 from remote_agent.protocol import INTERNAL, WireError
+from remote_agent.server.direct import DirectMethods
 from remote_agent.server.settings import AgentSettings
 from remote_agent.server.state import StateStore
 from remote_agent.server.status import cached_gpus, disk_free_bytes
@@ -41,7 +42,7 @@ class RequestError(WireError):
     """A request the agent refuses (no_model, no_budget, in_use); `code` goes on the wire."""
 
 
-class Agent(LinkMethods):
+class Agent(LinkMethods, DirectMethods):
     """What each request does: the METHODS handlers, `await agent.<handler>(params, emit)` with params
     already checked and emit(kind, data) sending stream events. Engine changes go through the
     supervisor. Handlers raise WireError subclasses (RequestError, ModelError, EngineFailure), which

@@ -141,6 +141,7 @@ METHODS: dict[str, MethodSpec] = {
                                optional={"wait_s": _positive, "budgets_mib": _any}),
     "cluster.unlink": MethodSpec("cluster_unlink"),
     "cluster.authorize": MethodSpec("cluster_authorize", optional={"public_key": _any}),
+    "cluster.direct": MethodSpec("cluster_direct", required={"endpoints": _any}, optional={"budgets_mib": _any}),
     "logs.tail": MethodSpec("logs_tail", optional={"n": _positive_int(MAX_LOG_TAIL), "follow": _bool,
                                                   "source": _source}),
 }

@@ -12,7 +12,7 @@ import pytest
 
 from remote_agent.engine.cluster import ClusterRole
 from remote_agent.engine.roles import (
-    BACKEND, ENGINE, NONE, SERVER, Endpoint, RoleError, check_bind, cluster_from_env, parse_backends)
+    BACKEND, ENGINE, NONE, SERVER, Endpoint, RoleError, check_bind, cluster_from_env, memory_budgets, parse_backends)
 from remote_agent.server.settings import SettingsError, engine_env
 from tests.remote_agent.rpc.conftest import start_backend
 from tests.testbed.agent_daemon import REPO, DaemonProcess
@@ -26,7 +26,7 @@ SIGPIPE_BIT = 1 << (13 - 1)
 def test_app_mode_unset_is_the_single_pod_engine_and_an_unknown_mode_is_refused():
     assert cluster_from_env({}).role == ENGINE
     assert engine_env({"MODEL": "m.gguf", "PORT": "5002"})["cluster"].role == ENGINE
-    with pytest.raises(RoleError, match="APP_MODE='worker' is not a mode; use server, backend or none"):
+    with pytest.raises(RoleError, match="APP_MODE='worker' is not a mode; use server, backend, none or rank"):
         cluster_from_env({"APP_MODE": "worker"})
     assert cluster_from_env({"APP_MODE": "NONE"}).role == NONE
 
@@ -171,3 +171,72 @@ def test_server_mode_runs_llama_server_and_takes_its_backends_from_app_rpc_backe
     with pytest.raises(SettingsError, match="ARGS sets --rpc"):
         engine_env({**base, "ARGS": "--rpc other:2 -t 4"})
     assert engine_env({**base, "ARGS": "-t 4"})["args"] == ("-t", "4")
+
+
+# -- APP_MODE=rank: one env for every Instant Cluster member (Runpod sets NODE_RANK, NODE_ADDR, NUM_NODES) --
+RANK_ENV = {"APP_MODE": "rank", "NUM_NODES": "3", "NODE_ADDR": "10.65.0.3", "PRIMARY_ADDR": "10.65.0.2",
+            "APP_BIND": "NODE_ADDR", "APP_PORT": "50052", "MODEL": "org/repo:Q4_K_M", "APP_MEM": "20000"}
+
+
+def test_rank_0_is_the_server_on_the_link_ports_and_every_other_rank_a_backend_on_its_overlay_address():
+    server = cluster_from_env({**RANK_ENV, "NODE_RANK": "0", "NODE_ADDR": "10.65.0.2"})
+    assert (server.role, server.rank, server.num_nodes, server.model) == (SERVER, 0, 3, "org/repo:Q4_K_M")
+    assert server.rpc_list == "127.0.0.1:60151,127.0.0.1:60152"  # NUM_NODES-1 links, where podtui's links listen
+    assert server.port is None  # APP_PORT is the backends' RPC port in the shared env; llama-server keeps 5002
+    assert engine_env({**RANK_ENV, "NODE_RANK": "0"})["port"] == 5002
+    assert any("NODE_RANK=0 of NUM_NODES=3, so this pod is the server" in note for note in server.notes)
+    backend = cluster_from_env({**RANK_ENV, "NODE_RANK": "2"})
+    assert (backend.role, backend.bind, backend.port, backend.memory_budget_mib, backend.rank) == (
+        BACKEND, "10.65.0.3", 50052, 20000, 2)
+    given = cluster_from_env({**RANK_ENV, "NODE_RANK": "0", "APP_RPC_BACKENDS": "10.65.0.3:50052,10.65.0.4:50052"})
+    assert given.rpc_list == "10.65.0.3:50052,10.65.0.4:50052"
+
+
+@pytest.mark.parametrize("env, problem", [
+    ({"NODE_RANK": None}, "APP_MODE=rank needs NODE_RANK, which is unset: Runpod sets it on every Instant Cluster"),
+    ({"NUM_NODES": None, "NODE_RANK": "1"}, "APP_MODE=rank needs NUM_NODES, which is unset"),
+    ({"NODE_RANK": "one"}, "NODE_RANK='one' is not a number from 0 to 15"),
+    ({"NODE_RANK": "3"}, "NODE_RANK=3 is not below NUM_NODES=3"),
+    ({"NUM_NODES": "1", "NODE_RANK": "0"}, "NUM_NODES='1' is not a number from 2 to 16"),
+    ({"NUM_NODES": "40", "NODE_RANK": "0"}, "NUM_NODES='40' is not a number from 2 to 16"),
+    ({"NODE_RANK": "1", "NODE_ADDR": None}, "APP_BIND=NODE_ADDR means this Instant Cluster node's overlay address, "
+                                            "but NODE_ADDR is unset"),
+])
+def test_rank_mode_without_a_good_node_rank_or_num_nodes_is_refused_naming_it(env, problem):
+    merged = {k: v for k, v in {**RANK_ENV, **env}.items() if v is not None}
+    with pytest.raises(RoleError) as refused:
+        cluster_from_env(merged)
+    assert problem in str(refused.value)
+    with pytest.raises(SettingsError):
+        engine_env(merged)
+
+
+def test_the_boot_dry_run_names_the_rank_role_and_refuses_a_missing_rank(tmp_path):
+    import argparse
+
+    from remote_agent.boot.config import BootConfigError, add_boot_arguments, config_from
+    parser = argparse.ArgumentParser()
+    add_boot_arguments(parser)
+    args = parser.parse_args(["--dry-run", "--root", str(tmp_path)])
+    config = config_from(args, {**RANK_ENV, "NODE_RANK": "1"})
+    assert config.role_note == ("APP_MODE=rank: NODE_RANK=1 of NUM_NODES=3, so this pod is the backend: "
+                                "ggml-rpc-server on 10.65.0.3:50052")
+    assert config_from(args, {**RANK_ENV, "NODE_RANK": "0"}).role_note == (
+        "APP_MODE=rank: NODE_RANK=0 of NUM_NODES=3, so this pod is the server: "
+        "llama-server --rpc 127.0.0.1:60151,127.0.0.1:60152")
+    with pytest.raises(BootConfigError, match="APP_MODE=rank needs NODE_RANK"):
+        config_from(args, RANK_ENV)
+
+
+def test_app_mem_takes_one_budget_per_device_in_the_order_args_names_them():
+    two = {"APP_MODE": "backend", "ARGS": "-d CUDA0,CUDA1 -t 4"}
+    lent = cluster_from_env({**two, "APP_MEM": "20000,18000"})
+    assert (lent.memory_budgets_mib, lent.memory_budget_mib) == ((20000, 18000), 38000)
+    assert memory_budgets({"APP_MEM": "500", "ARGS": "--device=CPU"}) == (500,)
+    with pytest.raises(RoleError, match=r"APP_MEM=20000 is one budget but ARGS -d lends 2 devices \(CUDA0,CUDA1\): "
+                                        r"it could mean per device or in total; .* APP_MEM=20000,20000"):
+        cluster_from_env({**two, "APP_MEM": "20000"})
+    with pytest.raises(RoleError, match="APP_MEM=1,2,3 gives 3 budgets but ARGS -d names 2"):
+        cluster_from_env({**two, "APP_MEM": "1,2,3"})
+    with pytest.raises(RoleError, match="gives 2 budgets but ARGS names none with -d"):
+        cluster_from_env({"APP_MODE": "backend", "APP_MEM": "1,2"})
