@@ -1,6 +1,8 @@
 """The environment every child process of the agent gets: the pod's own, minus its secrets.
 
-HF_TOKEN is for the agent's downloads and RUNPOD_API_KEY for the idle stop; no engine, tool
+HF_TOKEN is for the agent's downloads and RUNPOD_API_KEY for the idle stop; RUNPOD_AI_API_KEY is
+a serverless worker's job-queue key, which only the runpod SDK in the worker gets
+(boot/serverless.py hands it back to that one process); no engine, tool
 (llama-fit-params, nvidia-smi) or sshd needs them, and llama.cpp's tools read HF_TOKEN on their
 own. JUPYTER_PASSWORD is hashed by boot for Jupyter (remote_agent/jupyter.py); nothing else needs it.
 API_KEY and LLAMA_API_KEY are the user's engine key (remote_agent/engine_key.py): the
@@ -16,7 +18,8 @@ from collections.abc import Mapping
 
 from remote_agent.engine_key import is_opt_out
 
-SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "RUNPOD_API_KEY", "API_KEY", "LLAMA_API_KEY", "JUPYTER_PASSWORD")
+SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "RUNPOD_API_KEY", "RUNPOD_AI_API_KEY", "API_KEY", "LLAMA_API_KEY",
+              "JUPYTER_PASSWORD")
 
 
 def without_secrets(env: Mapping[str, str] | None = None) -> dict[str, str]:

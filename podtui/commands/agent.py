@@ -97,6 +97,16 @@ def _human_status(status: dict) -> None:
         click.echo(f"{'gpu':<16}{gpu.get('name')} {gpu.get('memory_free_mib')}/{gpu.get('memory_total_mib')} MiB free")
     if "api_key_required" in status:   # agents older than engine keys do not say
         click.echo(f"{'api_key':<16}{'required' if status['api_key_required'] else 'none'}")
+    if status.get("role") not in (None, "engine"):   # seed 003's APP_MODE: backend, server or none
+        cluster = status.get("cluster") or {}
+        click.echo(f"{'role':<16}{status['role']} (build {cluster.get('build') or '-'})")
+        for backend in cluster.get("backends") or []:
+            click.echo(f"{'backend':<16}{backend.get('endpoint')} {backend.get('state') or '-'}")
+    jupyter = status.get("jupyter")
+    if jupyter:   # never the token: `podtui tunnel POD --jupyter` prints the URL with it
+        restarts = f", {jupyter['restarts']} restart(s)" if jupyter.get("restarts") else ""
+        click.echo(f"{'jupyter':<16}{jupyter.get('state')} on 127.0.0.1:{jupyter.get('port')}{restarts} "
+                   "(open: podtui tunnel POD --jupyter)")
     for warning in status.get("warnings") or []:
         click.echo(f"{'warning':<16}{warning}")
 

@@ -199,15 +199,19 @@ def list_(as_json: bool) -> None:
 @click.option("--disk", "disk_gb", type=click.IntRange(5, 2000), default=50, show_default=True, metavar="GB",
               help="Container disk per worker (the image plus MODEL when there is no network volume).")
 @click.option("--env", "extra_env", multiple=True, metavar="NAME=VALUE", help="More worker environment; repeatable.")
-@click.option("--hf-token/--no-hf-token", default=True, show_default=True,
-              help="Pass HF_TOKEN from this environment to the workers (never shown).")
+@click.option("--with-hf-token", "hf_token", is_flag=True,
+              help="Pass HF_TOKEN from this environment to the workers (never shown, never taken from the "
+              "command line); off by default, as for `podtui launch`.")
+@click.option("--no-hf-token", "no_hf_token", is_flag=True, hidden=True,
+              help="The default now; kept so that older scripts still run.")
 @click.option("--image", default=None, help="Worker image (default: PODTUI_IMAGE or [runpod] image in the config, "
               "as `podtui launch`).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object; progress as JSON lines on stderr.")
 def create(name: str, model: str, gpus: tuple[str, ...], gpu_count: int, workers_max: int, workers_min: int,
            idle_timeout: int, execution_timeout: int, flashboot: bool, queue_delay: float,
            network_volume: str | None, max_concurrency: int | None, ctx: str | None, engine: str | None,
-           disk_gb: int, extra_env: tuple[str, ...], hf_token: bool, image: str | None, as_json: bool) -> None:
+           disk_gb: int, extra_env: tuple[str, ...], hf_token: bool, no_hf_token: bool, image: str | None,
+           as_json: bool) -> None:
     """Create endpoint NAME serving MODEL (seed 002's settings are the defaults), read it back and
     say where Runpod made it differently; exit 1 then. Prints the OpenAI base URL."""
     _check_model(model, network_volume)
@@ -215,6 +219,11 @@ def create(name: str, model: str, gpus: tuple[str, ...], gpu_count: int, workers
         raise UsageProblem(f"--workers-min {workers_min} is above --workers-max {workers_max}", "lower --workers-min")
     ctx_value = ctx_option(ctx)
     token = os.environ.get("HF_TOKEN", "").strip() if hf_token else ""
+    if hf_token and no_hf_token:
+        raise UsageProblem("--with-hf-token and --no-hf-token contradict each other", "give one of them")
+    if hf_token and not token:
+        raise UsageProblem("--with-hf-token given but HF_TOKEN is not set here",
+                           "export HF_TOKEN=… first (https://huggingface.co/settings/tokens)")
     env = svc.endpoint_env(model, ctx=None if ctx_value is None else str(ctx_value), engine=engine,
                            max_concurrency=max_concurrency, network_volume=network_volume, hf_token=token or None,
                            extra=svc.parse_env(extra_env))

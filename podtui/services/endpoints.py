@@ -121,7 +121,7 @@ def parse_env(values: Sequence[str], option: str = "--env") -> dict[str, str]:
             raise UsageProblem(f"{option} {MODE_ENV}=… is podtui's to set", "an endpoint always runs MODE_TO_RUN=serverless")
         if name in SECRET_ENV_NAMES and text.strip().lower() != "none":
             raise UsageProblem(f"{option} {name}=… would put a secret on the command line",
-                               "export HF_TOKEN in your shell: podtui passes it on (--no-hf-token to not)"
+                               "export HF_TOKEN in your shell and pass --with-hf-token"
                                if "HF" in name or "HUGGING" in name else f"do not pass {name} to an endpoint by hand")
         env[name] = text
     return env

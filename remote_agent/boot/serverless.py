@@ -90,10 +90,12 @@ def worker_command(cfg: BootConfig) -> list[str]:
 
 
 def worker_environment(cfg: BootConfig) -> dict[str, str]:
-    """Everything the SDK reads (RUNPOD_*, MAX_CONCURRENCY, REQUEST_TIMEOUT …) minus the pod's secrets:
-    the worker asks the daemon for the engine's key. RUNPOD_LOG_LEVEL defaults to INFO: the SDK's
+    """Everything the SDK reads (RUNPOD_*, MAX_CONCURRENCY, REQUEST_TIMEOUT …) minus the pod's secrets
+    except the SDK's own job-queue key (RUNPOD_AI_API_KEY): the worker asks the daemon for the engine's key. RUNPOD_LOG_LEVEL defaults to INFO: the SDK's
     DEBUG default logs every job's input and output into the worker's log."""
     env = {k: v for k, v in cfg.env.items() if k not in SECRET_ENV}
+    if cfg.env.get(WORKER_KEY_ENV):
+        env[WORKER_KEY_ENV] = cfg.env[WORKER_KEY_ENV]   # the SDK's own key; SECRET_ENV keeps it from everyone else
     env.setdefault("RUNPOD_LOG_LEVEL", "INFO")
     env["PYTHONUNBUFFERED"] = "1"
     return env

@@ -84,6 +84,11 @@ def test_tunnel_jupyter_in_text_mode_prints_the_url_line(pod, client_key, podtui
         assert any(line.startswith("  Jupyter   http://127.0.0.1:") for line in lines)
     finally:
         stop_process(proc)
+    # `podtui agent POD status` says Jupyter runs and how to open it, never its token.
+    status = run_podtui(podtui_env, "agent", target, *rest, "status")
+    assert status.returncode == 0, status.stderr
+    assert f"jupyter         running on 127.0.0.1:{pod.env['JUPYTER_PORT']}" in status.stdout, status.stdout
+    assert jupyter_token(pod) not in status.stdout + status.stderr
 
 
 def test_tunnel_jupyter_to_a_host_without_an_agent_warns_with_the_fix_and_stays_up(sshd, client_key, podtui_env,

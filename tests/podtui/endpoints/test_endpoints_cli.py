@@ -37,7 +37,7 @@ def test_create_sends_seed_002_settings_and_reads_the_endpoint_back(env, runpod_
     out = podtui(env, "endpoints", "create", "chat", "--model", "org/repo:Q4_K_M",
                  "--gpu", "NVIDIA GeForce RTX 4090", "--gpu", "AMPERE_48", "--network-volume", "vol_abc",
                  "--max-concurrency", "8", "--ctx", "8192", "--engine", "koboldcpp", "--env", "GREETING=hé \"x\"",
-                 "--json")
+                 "--with-hf-token", "--json")
     assert out.returncode == 0, out.stderr
     assert runpod_double.request_violations == []
     body = runpod_double.requests_to("POST", "/v2/serverless")[0]["body"]
@@ -58,11 +58,16 @@ def test_create_sends_seed_002_settings_and_reads_the_endpoint_back(env, runpod_
     assert any("pool ADA_24" in note for note in result["notes"])
     assert [e["event"] for e in json_lines(out.stderr)][:2] == ["create", "created"]
     text = podtui(env, "endpoints", "create", "plain", "--model", "org/repo:Q4_K_M", "--gpu", "ada_24",
-                  "--no-flashboot", "--no-hf-token", "--workers-max", "2", "--execution-timeout", "30")
+                  "--no-flashboot", "--workers-max", "2", "--execution-timeout", "30")
     assert text.returncode == 0, text.stderr
     assert "/openai/v1" in text.stdout and "podtui serve" in text.stdout and "FlashBoot off" in text.stdout
     second = runpod_double.requests_to("POST", "/v2/serverless")[1]["body"]
+    # HF_TOKEN is set in this shell but, as for `podtui launch`, passed only with --with-hf-token
     assert "HF_TOKEN" not in second["env"] and second["timeout"] == 30_000 and second["flashboot"] == "OFF"
+    old = podtui(env, "endpoints", "create", "old-script", "--model", "org/repo:Q4_K_M", "--gpu", "ADA_24",
+                 "--no-hf-token")   # the old opt-out still runs: it is the default now
+    assert old.returncode == 0, old.stderr
+    assert "HF_TOKEN" not in runpod_double.requests_to("POST", "/v2/serverless")[2]["body"]["env"]
 
 
 def test_create_says_where_runpod_made_the_endpoint_differently(env, runpod_double):
@@ -94,6 +99,7 @@ def test_bad_input_is_refused_before_anything_is_created(env, runpod_double):
         (["--gpu", "ADA_24", "--env", "MODE_TO_RUN=pod"], 2, "podtui's to set"),
         (["--gpu", "ADA_24", "--workers-min", "6"], 2, "above --workers-max"),
         (["--gpu", "ADA_24", "--ctx", "0"], 2, "--ctx"),
+        (["--gpu", "ADA_24", "--with-hf-token", "--no-hf-token"], 2, "contradict"),
     ]
     for extra, code, message in cases:
         out = podtui(env, "endpoints", "create", "chat", "--model", "org/repo:Q4_K_M", *extra)

@@ -48,12 +48,17 @@ def long_trained_model(tmp_path_factory):
 
 
 def test_a_chat_through_koboldcpp_then_swaps_to_llama_server_and_back(make_daemon, engines, tiny_model,
-                                                                      tiny_model_b):
+                                                                      tiny_model_b, monkeypatch):
+    monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)   # as a daemon started by hand (the image sets it)
     daemon = make_daemon(engines, args=["--no-autostart"], env=KOBOLD_ENV)
     base = f"http://127.0.0.1:{daemon.port}"
     with daemon.client() as client:
         status = client.result("engine.start", {"model": str(tiny_model), "ctx": 2048})
         assert (status["state"], status["engine"], status["ctx"]) == ("ready", "koboldcpp", 2048)
+        # koboldcpp's start-up lines reach the log while it runs, before any request, even into a pipe
+        # without PYTHONUNBUFFERED: 1.76 flushes them itself, so live logs need nothing from the agent.
+        events, _ = client.call("logs.tail", {"n": 1000, "source": "engine"})
+        assert any("Starting Kobold API on port" in e["data"]["line"] for e in events)
         key = daemon.api_key()
         assert chat_completion(base, max_tokens=4, api_key=key)["choices"][0]["message"]["content"]
 
