@@ -20,6 +20,7 @@ from podtui.errors import PodtuiError
 from podtui.providers.base import Pod, PodSpec, Provider
 from podtui.services import hostkeys, sessions
 from podtui.services.engine_access import engine_api_key, key_text
+from podtui.services.dashboard_clusters import ClusterBoard, ClusterServices
 from podtui.services.dashboard_endpoints import NO_KEY_FIX, NO_KEY_NOTE, NO_KEY_TITLE, EndpointBoard
 from podtui.services.follow import AgentLogFollower, IterableFollower, LineFollower
 from podtui.services.jupyter_access import JupyterInfo, free_local_port, jupyter_info
@@ -53,7 +54,7 @@ class _PendingCheck:
 
 
 @dataclass
-class ProviderServices(TuiServices):
+class ProviderServices(ClusterServices, TuiServices):
     """TuiServices over PodServices, one per configured provider (see TuiServices for what each
     method returns and raises). Owns the TUI's tunnels and the pool of agent connections;
     `close()` lets go of both. Thread-safe: the app calls it from worker threads."""
@@ -69,6 +70,8 @@ class ProviderServices(TuiServices):
     notes: list[str] = field(default_factory=list)      # shown in the footer, e.g. no Runpod key
     needs_runpod_key: bool = False                      # the app offers the first-run dialog
     endpoints: EndpointBoard | None = None              # Runpod Serverless, when a Runpod key is configured
+    clusters: ClusterBoard = field(default_factory=ClusterBoard)   # RPC clusters (dashboard_clusters)
+    listed_rows: list[PodRow] = field(default_factory=list)        # the last list_pods rows
 
     @property
     def offers_endpoints(self) -> bool:   # type: ignore[override]  # declared by what is configured
@@ -110,6 +113,7 @@ class ProviderServices(TuiServices):
             listing.rows.extend(self._row(provider, pod) for pod in pods)
             listing.problems.extend(f"{pod.name}: {pod.detail}" for pod in pods
                                     if pod.detail and not pod.running)
+        self.listed_rows = list(listing.rows)
         return listing
 
     def stop(self, key: str) -> str:

@@ -139,6 +139,74 @@ class EndpointListing:
     news: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class DeviceMemory:
+    """One device a backend lends (its ggml-rpc-server's banner at start): MiB free and total."""
+
+    name: str
+    free_mib: int | None
+    total_mib: int | None
+
+
+@dataclass(frozen=True)
+class ClusterMember:
+    """One pod of an RPC cluster as its agent answered `status` (podtui.services.cluster.cluster_status).
+
+    role is "server" or "backend"; state is the agent's word (ready, paused, starting, failed, …) or
+    "unreachable" when its agent could not be asked. pod_key is the PodRow.key of the same pod when
+    podtui lists it ("": not a listed pod, e.g. a bare SSH address). Server only: links are
+    (backend name, link state, last error) from status.cluster.links. Backend only: devices, and
+    budget_mib (APP_MEM, None when unset). link_state: the server's link to this backend."""
+
+    ref: str
+    role: str
+    state: str
+    pod_key: str = ""
+    build: str = ""
+    last_error: str = ""
+    links: tuple[tuple[str, str, str], ...] = ()
+    devices: tuple[DeviceMemory, ...] = ()
+    budget_mib: int | None = None
+    link_state: str = ""
+
+    @property
+    def links_up(self) -> int:
+        return sum(state == "up" for _, state, _ in self.links)
+
+
+@dataclass(frozen=True)
+class ClusterRow:
+    """A remembered RPC cluster (clusters.json) as one group: the whole, then its members.
+
+    state is the whole's word: serving | paused | links down | unreachable | starting | loading |
+    stopped | failed (the server's own word otherwise); detail says why in one sentence (the paused
+    server's backend named as podtui named it, the links that are down). direct: no SSH links
+    (an Instant Cluster's overlay)."""
+
+    key: str                         # "cluster:NAME"
+    name: str
+    state: str
+    detail: str = ""
+    model: str = ""
+    ctx: int | None = None
+    direct: bool = False
+    server: ClusterMember = field(default_factory=lambda: ClusterMember("", "server", "unknown"))
+    backends: tuple[ClusterMember, ...] = ()
+
+    @property
+    def members(self) -> tuple[ClusterMember, ...]:
+        return (self.server, *self.backends)
+
+
+@dataclass
+class ClusterListing:
+    """What list_clusters returns: one row per remembered cluster, and one problem line for each
+    that could not be asked at all."""
+
+    rows: list[ClusterRow] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
 class NotAvailable(PodtuiError):
     """A TuiServices implementation (a test's, the benchmark's) that does not offer this action."""
 
@@ -216,6 +284,21 @@ class TuiServices:
         """Create a pod from the launch form's spec (gpu, model, ctx, engine, volume_gb,
         idle_stop_minutes, name), wait until it runs, pin its printed host keys and open the tunnel."""
         raise NotAvailable("launch")
+
+    # ---- RPC clusters (issue 18; podtui.services.dashboard_clusters) ---------------------------
+    def list_clusters(self) -> ClusterListing:
+        """Every remembered cluster with its members' states, asked of each member's agent (one
+        session per member: slow, refreshed less often than the pods). A cluster that cannot be
+        asked is a problem line, never raised."""
+        return ClusterListing()
+
+    def stop_cluster(self, name: str) -> str:
+        """Stop every Runpod pod of the cluster, server first (podtui.services.cluster_pods)."""
+        raise NotAvailable("stopping a cluster")
+
+    def terminate_cluster(self, name: str) -> str:
+        """Terminate every Runpod pod of the cluster and forget it (the screen asks for its name)."""
+        raise NotAvailable("terminating a cluster")
 
     # ---- Runpod Serverless endpoints (issue 17; shown only when offers_endpoints) -------------
     def list_endpoints(self) -> EndpointListing:

@@ -40,11 +40,15 @@ class PodtuiApp(App[None]):
     BINDINGS = [("question_mark", "help", "Help")]
 
     def __init__(self, services: TuiServices, *, refresh_seconds: float = 5.0,
+                 cluster_refresh_seconds: float | None = None,
                  log_capacity: int = DEFAULT_CAPACITY, save_dir: Path | None = None,
                  activity_log: Path | None = None, offer_first_run: bool = True) -> None:
         super().__init__()
         self.services = services
         self.refresh_seconds = refresh_seconds
+        # Clusters ask every member's agent (one SSH session each): a modest rate, 15 s by default.
+        self.cluster_refresh_seconds = (cluster_refresh_seconds if cluster_refresh_seconds is not None
+                                        else max(15.0, 3 * refresh_seconds))
         self.log_capacity = log_capacity
         self.save_dir = save_dir
         self.activity_log = activity_log

@@ -13,6 +13,7 @@ from podtui.services.front import TuiServices
 class AppHost(Protocol):
     services: TuiServices
     refresh_seconds: float
+    cluster_refresh_seconds: float
 
     def run_service(self, call: Callable[..., Any], *args: Any, name: str, group: str,
                     on_done: Callable[[Any], None] | None = None,

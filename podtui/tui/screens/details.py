@@ -1,4 +1,4 @@
-"""`enter`: everything known about one pod or endpoint (any row dataclass), one field a line."""
+"""`enter`: everything known about one pod, endpoint or cluster (any row dataclass), one field a line."""
 
 from __future__ import annotations
 
@@ -40,15 +40,16 @@ class RowDetails(ModalScreen[None]):
     CSS_PATH = "dialogs.tcss"
     BINDINGS = [Binding("escape,enter,q", "close", "Close")]
 
-    def __init__(self, row: object) -> None:
+    def __init__(self, row: object, lines: list[str] | None = None) -> None:
         super().__init__()
         self.row = row
+        self.lines = lines if lines is not None else field_lines(row)   # a cluster row brings its own
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="dialog"):   # an endpoint's warnings can be long
             yield Static(str(getattr(self.row, "name", "") or getattr(self.row, "key", "")),
                          classes="dialog-title", markup=False)
-            yield Static("\n".join(field_lines(self.row)), markup=False, id="details-text")
+            yield Static("\n".join(self.lines), markup=False, id="details-text")
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -29,9 +29,11 @@ def verify_host_key(app: AppHost, row: PodRow) -> None:
                     group="pod-action", on_done=checked)
 
 
-def swap_model(app: AppHost, row: PodRow) -> None:
+def swap_model(app: AppHost, row: PodRow, note: str = "") -> None:
+    """The swap dialog for row's pod, once its agent listed its models; note: what differs on this
+    pod (an RPC cluster's server), shown under the title."""
     def listed(models) -> None:
-        app.push_screen(SwapDialog(row, list(models)))
+        app.push_screen(SwapDialog(row, list(models), note=note))
 
     app.run_service(app.services.models_on_pod, row.key, name=f"models on {row.name}",
                     group="pod-action", on_done=listed)

@@ -1,4 +1,4 @@
-"""`?`: every key of the main screen (pods, then Serverless endpoints) and the logs screen."""
+"""`?`: every key of the main screen (pods, RPC clusters, Serverless endpoints) and the logs screen."""
 
 from __future__ import annotations
 
@@ -14,6 +14,15 @@ MAIN_KEYS = [
     ("v", "verify and pin the host key"), ("m", "swap the model"), ("c", "context fit"),
     ("l", "the pod's logs"), ("L", "podtui's own activity log"), ("enter", "pod details"),
     ("/", "filter pods"), ("?", "this help"), ("q", "quit"),
+]
+CLUSTER_KEYS = [
+    ("t", "tunnel to the server's llama-server (as for a pod)"),
+    ("m", "swap on the server: restarts llama-server --rpc"),
+    ("c", "context fit across every backend's device"),
+    ("l", "the server's log; on a backend row its ggml-rpc-server log"),
+    ("s", "stop every Runpod member, server first"),
+    ("D", "terminate every Runpod member (type the cluster's name)"),
+    ("enter", "the whole: links, each backend's memory, errors"),
 ]
 ENDPOINT_KEYS = [
     ("tab", "move between the pods and the endpoints table"),
@@ -44,8 +53,9 @@ class HelpScreen(ModalScreen[None]):
         with VerticalScroll(id="dialog", classes="wide"):   # scrolls in a small terminal
             yield Static("Keys", classes="dialog-title")
             with Horizontal(id="help-columns"):
-                yield Static("Main screen\n" + _table(MAIN_KEYS), markup=False, id="help-text",
-                             classes="help-column")
+                yield Static("Main screen\n" + _table(MAIN_KEYS) +
+                             "\n\nRPC cluster (its row; member rows act as pods)\n" + _table(CLUSTER_KEYS),
+                             markup=False, id="help-text", classes="help-column")
                 yield Static("Serverless endpoints (their table focused)\n" + _table(ENDPOINT_KEYS) +
                              "\n\nLogs screen\n" + _table(LOG_KEYS), markup=False, id="help-more",
                              classes="help-column")

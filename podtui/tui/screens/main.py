@@ -1,5 +1,7 @@
-"""The main screen: every provider's pods, what they cost, and the keys to act on them; under them,
-Runpod Serverless endpoints (podtui.tui.widgets.endpoint_panel) when the services offer them."""
+"""The main screen: every provider's pods, what they cost, and the keys to act on them; each RPC
+cluster as one group in the same table (podtui.tui.widgets.cluster_rows), refreshed in the background
+less often than the pods (every member's agent is asked); under them, Runpod Serverless endpoints
+(podtui.tui.widgets.endpoint_panel) when the services offer them."""
 
 from __future__ import annotations
 
@@ -12,10 +14,12 @@ from textual.widgets import Footer, Header, Input, Static
 from podtui.tui.host import Hosted
 from podtui.tui.screens import flows
 from podtui.tui.screens.confirm_delete_endpoint import ConfirmDeleteEndpoint
-from podtui.tui.screens.confirm_terminate import ConfirmTerminate
+from podtui.tui.screens.confirm_terminate import ConfirmTerminate, ConfirmTerminateCluster
 from podtui.tui.screens.details import PodDetails, RowDetails
 from podtui.tui.screens.endpoint_test import EndpointTestDialog
-from podtui.services.front import PodListing, PodRow
+from podtui.services.front import ClusterListing, ClusterRow, PodListing, PodRow
+from podtui.tui.widgets.cluster_rows import (acting_pod, cluster_detail_lines, cluster_warnings, grouped_rows,
+                                             role_refusal, server_note)
 from podtui.tui.widgets.endpoint_panel import EndpointsPanel
 from podtui.tui.widgets.endpoint_table import EndpointTable
 from podtui.tui.widgets.pod_table import PodTable, summary_text
@@ -50,6 +54,9 @@ class MainScreen(Hosted, Screen[None]):
         self.listing = PodListing()
         self.refreshing = False
         self.refreshed_once = False
+        self.clusters = ClusterListing()
+        self.clusters_refreshing = False
+        self.clusters_failed = ""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -70,6 +77,8 @@ class MainScreen(Hosted, Screen[None]):
         self.table.focus()
         self.refresh_pods()
         self.set_interval(self.app_host.refresh_seconds, self.refresh_pods)
+        self.refresh_clusters()
+        self.set_interval(self.app_host.cluster_refresh_seconds, self.refresh_clusters)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         return not (action in POD_ONLY_ACTIONS and isinstance(self.focused, EndpointTable))
@@ -82,6 +91,7 @@ class MainScreen(Hosted, Screen[None]):
     def refresh_all(self) -> None:
         """Pods and endpoints now (after the services changed, e.g. a Runpod key was stored)."""
         self.refresh_pods()
+        self.refresh_clusters()
         if panel := self.endpoints_panel:
             panel.refresh_endpoints()
 
@@ -109,11 +119,36 @@ class MainScreen(Hosted, Screen[None]):
         self.listing = listing
         self.show_listing()
 
+    def refresh_clusters(self) -> None:
+        """Ask every remembered cluster's members for their state, in the background (one agent
+        session per member: slower than the pods, so less often); never piles up."""
+        if self.clusters_refreshing:
+            return
+        self.clusters_refreshing = True
+        self.app_host.run_service(self.app_host.services.list_clusters, name="list clusters",
+                                  group="clusters-refresh", on_done=self.clusters_listed,
+                                  on_error=self.clusters_listing_failed)
+
+    def clusters_listed(self, listing: ClusterListing) -> None:
+        self.clusters_refreshing = False
+        self.clusters_failed = ""
+        self.clusters = listing
+        if self.refreshed_once:   # until the pods are listed, the summary says they are loading
+            self.show_listing()
+
+    def clusters_listing_failed(self, title: str, fix: str) -> None:
+        self.clusters_refreshing = False   # in the summary line, like the pods' listing
+        self.clusters_failed = f"listing clusters failed: {title}" + (f" — {fix}" if fix else "")
+        if self.refreshed_once:
+            self.show_listing()
+
     def show_listing(self) -> None:
         field = self.query_one("#pod-filter", Input)
-        self.table.show(self.listing.rows, field.value if field.display else "")
-        self.query_one("#summary", Static).update(summary_text(self.listing.rows,
-                                                               self.listing.problems))
+        self.table.pods = list(self.listing.rows)
+        self.table.show(grouped_rows(self.listing.rows, self.clusters.rows), field.value if field.display else "")
+        problems = [*self.listing.problems, *self.clusters.problems, *cluster_warnings(self.clusters.rows),
+                    *([self.clusters_failed] if self.clusters_failed else [])]
+        self.query_one("#summary", Static).update(summary_text(self.listing.rows, problems))
 
     # ---- filter --------------------------------------------------------------------------------
     def action_filter(self) -> None:
@@ -138,11 +173,21 @@ class MainScreen(Hosted, Screen[None]):
 
     # ---- pod actions ---------------------------------------------------------------------------
     def selected_pod(self) -> PodRow | None:
+        """The pod the selected row stands for (a cluster row: its server); None, said, when none."""
+        pod, why = acting_pod(self.table.selected, self.listing.rows)
+        if pod is None:
+            self.notify(why, severity="warning")
+        return pod
+
+    def selected_cluster(self) -> ClusterRow | None:
         row = self.table.selected
-        if row is None:
-            self.notify("Select a pod first (no pod is listed or none is selected).",
-                        severity="warning")
-        return row
+        return row if isinstance(row, ClusterRow) else None
+
+    def refused_on_backend(self, what: str) -> bool:
+        why = role_refusal(self.table.selected, what)
+        if why:
+            self.notify(why, severity="warning")
+        return bool(why)
 
     def _act(self, verb: str, call, row: PodRow) -> None:
         self.notify(f"{verb} {row.name}…")
@@ -152,13 +197,25 @@ class MainScreen(Hosted, Screen[None]):
     def _action_done(self, text: str) -> None:
         self.notify(str(text))
         self.refresh_pods()
+        self.refresh_clusters()
+
+    def _act_on_cluster(self, verb: str, call, cluster: ClusterRow) -> None:
+        self.notify(f"{verb} cluster {cluster.name} (server first)…")
+        self.app_host.run_service(call, cluster.name, name=f"{verb} cluster {cluster.name}", group="pod-action",
+                                  on_done=self._action_done)
 
     def action_stop(self) -> None:
-        if row := self.selected_pod():
+        if cluster := self.selected_cluster():
+            self._act_on_cluster("stop", self.app_host.services.stop_cluster, cluster)
+        elif row := self.selected_pod():
             self._act("stop", self.app_host.services.stop, row)
 
     def action_resume(self) -> None:
-        if row := self.selected_pod():
+        if cluster := self.selected_cluster():
+            self.notify(f"Resume {cluster.name}'s pods one by one (r on each member's row), backends first: "
+                        "the server pauses until every backend answers, then starts by itself.",
+                        severity="warning")
+        elif row := self.selected_pod():
             self._act("resume", self.app_host.services.resume, row)
 
     def action_tunnel(self) -> None:
@@ -166,10 +223,20 @@ class MainScreen(Hosted, Screen[None]):
             self._act("tunnel", self.app_host.services.toggle_tunnel, row)
 
     def action_fit(self) -> None:
+        if self.refused_on_backend("the context fit"):
+            return
         if row := self.selected_pod():
             self._act("context fit", self.app_host.services.context_fit, row)
 
     def action_terminate(self) -> None:
+        if cluster := self.selected_cluster():
+            def terminate_cluster(yes: bool | None) -> None:
+                if yes:
+                    self._act_on_cluster("terminate", self.app_host.services.terminate_cluster, cluster)
+
+            self.app.push_screen(ConfirmTerminateCluster(cluster.name, [m.ref for m in cluster.members]),
+                                 terminate_cluster)
+            return
         row = self.selected_pod()
         if row is None:
             return
@@ -181,7 +248,9 @@ class MainScreen(Hosted, Screen[None]):
         self.app.push_screen(ConfirmTerminate(row.name), confirmed)
 
     def action_details(self) -> None:
-        if row := self.selected_pod():
+        if cluster := self.selected_cluster():
+            self.app.push_screen(RowDetails(cluster, lines=cluster_detail_lines(cluster)))
+        elif row := self.selected_pod():
             self.app.push_screen(PodDetails(row))
 
     def on_data_table_row_selected(self, event: PodTable.RowSelected) -> None:
@@ -191,8 +260,12 @@ class MainScreen(Hosted, Screen[None]):
             self.app.push_screen(RowDetails(row))
 
     def action_logs(self) -> None:
-        row = self.table.selected
-        self.app_host.open_logs(self.app_host.services.log_follower(row.key if row else None))
+        """The selected pod's log; a cluster row: its server's (llama-server); a backend's row: its
+        agent's (ggml-rpc-server's output)."""
+        if self.table.selected is None:
+            self.app_host.open_logs(self.app_host.services.log_follower(None))
+        elif row := self.selected_pod():
+            self.app_host.open_logs(self.app_host.services.log_follower(row.key))
 
     def action_own_log(self) -> None:
         self.app_host.open_logs(self.app_host.services.log_follower(None))
@@ -202,8 +275,11 @@ class MainScreen(Hosted, Screen[None]):
             flows.verify_host_key(self.app_host, row)
 
     def action_swap(self) -> None:
+        if self.refused_on_backend("a swap"):
+            return
+        note = server_note(self.table.selected)
         if row := self.selected_pod():
-            flows.swap_model(self.app_host, row)
+            flows.swap_model(self.app_host, row, note=note)
 
     def action_launch(self) -> None:
         flows.launch_pod(self.app_host)

@@ -30,9 +30,10 @@ class SwapDialog(Hosted, ModalScreen[str | None]):
     CSS_PATH = "dialogs.tcss"
     BINDINGS = [Binding("escape", "close", "Close")]
 
-    def __init__(self, pod: PodRow, models: list[ModelOnPod]) -> None:
+    def __init__(self, pod: PodRow, models: list[ModelOnPod], note: str = "") -> None:
         super().__init__()
         self.pod = pod
+        self.note = note      # what differs on this pod (an RPC cluster's server)
         self.models = models
         self.swapping = False
         self.outcome: str | None = None
@@ -41,6 +42,8 @@ class SwapDialog(Hosted, ModalScreen[str | None]):
         with Vertical(id="dialog"):
             yield Static(f"Swap the model on {self.pod.name} (now: {self.pod.model or '—'})",
                          classes="dialog-title", markup=False)
+            if self.note:
+                yield Static(self.note, id="swap-note", markup=False)
             table = DataTable(id="models", cursor_type="row")
             table.add_columns("model on the pod", "size", "quant", "last used")
             for model in self.models:

@@ -1,17 +1,18 @@
 """The main table of pods: one row per pod from every provider, kept on the same pod across
-refreshes and filtered by `/`."""
+refreshes and filtered by `/`; an RPC cluster shows as one group of rows (widgets/cluster_rows.py)."""
 
 from __future__ import annotations
 
 from rich.text import Text
 
 from podtui.display import format_price, format_uptime
-from podtui.services.front import PodRow
+from podtui.services.front import ClusterRow, PodRow
+from podtui.tui.widgets.cluster_rows import MemberRow, cluster_cells, group_matches, member_cells
 from podtui.tui.widgets.keyed_table import KeyedTable
 
 POD_COLUMNS = ("name", "provider", "status", "GPU", "$/hr", "uptime", "model", "ctx", "engine",
                "tunnel")
-POD_MAX_WIDTH = {"model": 48, "tunnel": 26, "name": 24}
+POD_MAX_WIDTH = {"model": 48, "tunnel": 26, "name": 24, "status": 28, "engine": 28}
 IDLE_WARNING_MINUTES = 30
 STATUS_STYLES = {"RUNNING": "bold green", "EXITED": "yellow", "STOPPED": "yellow",
                  "TERMINATED": "dim", "CREATED": "cyan", "STARTING": "cyan"}
@@ -50,17 +51,30 @@ def summary_text(rows: list[PodRow], problems: list[str]) -> str:
 
 
 class PodTable(KeyedTable):
-    """The pods: one row per PodRow, keyed by PodRow.key."""
+    """The pods: one row per PodRow, keyed by PodRow.key; a cluster's group (a ClusterRow, then a
+    MemberRow per member) where the rows given to show() hold one (cluster_rows.grouped_rows)."""
 
     COLUMNS = POD_COLUMNS
     MAX_WIDTH = POD_MAX_WIDTH
 
-    def cells(self, row: PodRow) -> tuple:
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.pods: list[PodRow] = []   # every listed pod, for a cluster row's totals
+
+    def cells(self, row) -> tuple:
+        if isinstance(row, ClusterRow):
+            return cluster_cells(row, self.pods)
+        if isinstance(row, MemberRow):
+            return member_cells(row, row_cells(row.pod) if row.pod is not None else None)
         return row_cells(row)
 
-    def matches(self, row: PodRow, text: str) -> bool:
+    def matches(self, row, text: str) -> bool:
+        if isinstance(row, ClusterRow):
+            return group_matches(row, text)
+        if isinstance(row, MemberRow):
+            return group_matches(row.cluster, text)
         return row_matches(row, text)
 
     @property
-    def selected(self) -> PodRow | None:
+    def selected(self) -> PodRow | ClusterRow | MemberRow | None:
         return super().selected

@@ -1,0 +1,164 @@
+"""The TUI on a real RPC cluster on loopback (issue 18): three "pods", each a real sshd with its own host
+key and a real `remote-agent daemon` (tests/testbed/rpc_pods.py); two backends run the real
+ggml-rpc-server, the server the real llama-server --rpc over the real OpenSSH links its agent owns,
+joined by the real `podtui cluster link`. The app is the one `podtui` opens (default wiring): it
+lists the cluster as one group, follows the server's and a backend's log, carries a chat completion
+through the tunnel to the server, and shows the group paused naming a backend that was killed."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.request
+
+import pytest
+
+from podtui.services.front import ClusterRow
+from podtui.tui.app import build_app
+from podtui.tui.screens.logs import LogsScreen
+from podtui.tui.widgets.cluster_rows import MemberRow
+from podtui.tui.widgets.pod_table import PodTable
+from tests.testbed.cli import run_podtui
+from tests.testbed.procs import free_port
+from tests.testbed.rpc_pods import add_host, start_backend, start_server, stop_pods
+from tests.testbed.sshd import generate_key, have_sshd
+
+pytestmark = [pytest.mark.skipif(not have_sshd(), reason="needs openssh-server"), pytest.mark.timeout(150)]
+
+
+@pytest.fixture(scope="module")
+def cluster(llama_bin, tiny_model, tmp_path_factory):
+    root = tmp_path_factory.mktemp("tui-rpc-pods")
+    client_key = generate_key(root / "podtui_key")
+    env = {"PODTUI_CONFIG_DIR": str(root / "cfg"), "PODTUI_STATE_DIR": str(root / "state"),
+           "SSH_AUTH_SOCK": "", "HOME": str(root / "home")}
+    started = []
+    try:
+        for name, mem in (("backend-a", "400"), ("backend-b", "300")):
+            started.append(start_backend(root, name, llama_bin, client_key, APP_MEM=mem))
+        started.append(start_server(root, llama_bin, tiny_model, [free_port(), free_port()], client_key))
+        for pod in started:
+            add_host({**os.environ, **env}, pod, client_key)
+        out = run_podtui({**os.environ, **env}, "cluster", "link", "server", "backend-a", "backend-b",
+                         "--name", "c1", "--json", timeout=80)
+        assert out.returncode == 0, out.stderr
+        started[2].daemon.wait_for_state({"ready"}, timeout=60)
+        yield {"env": env, "a": started[0], "b": started[1], "server": started[2]}
+    finally:
+        stop_pods(started)
+
+
+@pytest.fixture
+def app(cluster, monkeypatch):
+    for name, value in cluster["env"].items():   # the app reads podtui's config where the CLI wrote it
+        monkeypatch.setenv(name, value)
+    return build_app(refresh_seconds=2, cluster_refresh_seconds=0.5, offer_first_run=False)
+
+
+async def wait_for(pilot, condition, timeout=30.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError(f"{what} not reached; screen {pilot.app.screen!r}, errors: {pilot.app.errors_shown}")
+
+
+def rows(app) -> list:
+    table = app.screen.query_one(PodTable)
+    return [table.rows_by_key[table.coordinate_to_cell_key((i, 0)).row_key.value] for i in range(table.row_count)]
+
+
+def group(app) -> ClusterRow | None:
+    found = [row for row in rows(app) if isinstance(row, ClusterRow)] if app.screen.query(PodTable) else []
+    return found[0] if found else None
+
+
+def select(app, key: str) -> None:
+    table = app.screen.query_one(PodTable)
+    table.move_cursor(row=table.get_row_index(key))
+
+
+def member(app, ref: str) -> MemberRow:
+    return next(row for row in rows(app) if isinstance(row, MemberRow) and row.member.ref == ref)
+
+
+def log_text(app) -> str:
+    return "\n".join(app.screen.log_view.buffer.view_rows())
+
+
+def cell_text(app, key: str, column: str) -> str:
+    table = app.screen.query_one(PodTable)
+    return str(table.get_cell(key, column))
+
+
+async def test_the_cluster_is_one_group_with_links_memory_logs_and_a_tunnel(cluster, app):
+    async with app.run_test(size=(200, 48)) as pilot:
+        await wait_for(pilot, lambda: (g := group(app)) is not None and g.state == "serving"
+                       and all(m.pod_key for m in g.members) and member(app, "backend-b").pod is not None,
+                       what="the cluster serving with its listed members")
+        c1 = group(app)
+        assert [m.ref for m in c1.members] == ["server", "backend-a", "backend-b"]
+        names = [row.name for row in rows(app)]
+        assert names[:4] == ["c1", "server", "backend-a", "backend-b"] and len(set(names)) == len(names)  # once each
+        assert c1.server.links_up == 2 and not c1.direct and c1.model.endswith(".gguf")
+        assert cell_text(app, c1.key, "engine") == "linked 2/2 up"
+        assert cell_text(app, member(app, "server").key, "engine") == "ready · links 2/2 up"
+        for ref, budget in (("backend-a", 400), ("backend-b", 300)):
+            backend = member(app, ref).member
+            assert backend.budget_mib == budget and backend.devices and backend.devices[0].total_mib > 0
+            text = cell_text(app, member(app, ref).key, "model")
+            assert f"{backend.devices[0].free_mib}/{backend.devices[0].total_mib} MiB free" in text
+            assert f"APP_MEM {budget} MiB" in text
+
+        select(app, c1.key)                       # l on the cluster row: the server's engine log
+        await pilot.press("l")
+        await wait_for(pilot, lambda: isinstance(app.screen, LogsScreen))
+        await wait_for(pilot, lambda: "RPC" in log_text(app), what="the server's log")
+        await pilot.press("escape")
+        select(app, member(app, "backend-a").key)  # on a backend row: its ggml-rpc-server's output
+        await pilot.press("l")
+        await wait_for(pilot, lambda: isinstance(app.screen, LogsScreen))
+        await wait_for(pilot, lambda: "Starting RPC server" in log_text(app),
+                       what="the backend's ggml-rpc-server banner")
+        await pilot.press("escape")
+
+        await pilot.press("m")                     # a backend serves no model: said, nothing asked
+        await wait_for(pilot, lambda: any("is an RPC backend" in n.message for n in app._notifications),
+                       what="the backend's role said")
+        assert not app.errors_shown and not isinstance(app.screen, LogsScreen)
+        if os.environ.get("PODTUI_TUI_SHOT"):      # a look at the real group, when asked
+            app.save_screenshot(os.environ["PODTUI_TUI_SHOT"])
+
+        select(app, c1.key)                        # t on the cluster row: the tunnel to the server
+        await pilot.press("t")
+        services = app.services
+        await wait_for(pilot, lambda: services._tunnels, what="the tunnel")
+        url = next(iter(services._tunnels.values()))[1]
+        api_key = cluster["server"].daemon.api_key()
+        request = urllib.request.Request(
+            f"{url}/chat/completions",
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {api_key}"},
+            data=json.dumps({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}).encode())
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            assert json.load(reply)["choices"][0]["message"]["content"] is not None
+        await wait_for(pilot, lambda: cell_text(app, group(app).key, "tunnel") == url, what="the tunnel shown")
+        await pilot.press("t")
+        await wait_for(pilot, lambda: not services._tunnels, what="the tunnel closed")
+
+
+async def test_a_killed_backend_shows_the_group_paused_naming_it(cluster, app):
+    async with app.run_test(size=(200, 48)) as pilot:
+        await wait_for(pilot, lambda: (g := group(app)) is not None and g.state == "serving",
+                       what="the cluster serving")
+        backend = cluster["b"].daemon
+        backend.stop()                             # its agent and its ggml-rpc-server, killed
+        try:
+            await wait_for(pilot, lambda: group(app).state == "paused: backend-b", timeout=40,
+                           what="the group paused naming backend-b")
+            assert member(app, "backend-b").member.state == "unreachable"
+            assert "backend-b" in str(app.screen.query_one("#summary").render())
+        finally:
+            backend.start()
+        await wait_for(pilot, lambda: group(app).state == "serving", timeout=60, what="serving again")
