@@ -19,12 +19,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from remote_agent.engine.adapters import adapter_for
-from remote_agent.engine.adapters.base import OOM, EngineConfig, EngineFailure, NothingFits
+from remote_agent.engine.adapters.base import OOM, EngineConfig, EngineFailure, FitLimits, NothingFits
 from remote_agent.engine.process import vm_peak_bytes
 from remote_agent.fit.agent_fit import AgentFitter, FitTarget, run_config, summary
 from remote_agent.fit.budget import BudgetError
-from remote_agent.fit.estimate import EstimateError, FitParamsError
-from remote_agent.fit.gguf_meta import GGUFFormatError
+from remote_agent.fit.estimate import EstimateError, FitParamsError, ModelShape, RunConfig
+from remote_agent.fit.gguf_meta import GGUFFormatError, read_header
 from remote_agent.fit.oom import OomInfo, find_oom
 from remote_agent.fit.search import FitFailed, LaunchOutcome
 
@@ -60,6 +60,27 @@ def target_of(config: EngineConfig) -> FitTarget:
                      config.batch_size, config.ubatch_size)
 
 
+def fit_settings(config: EngineConfig, fitter: AgentFitter) -> tuple[FitLimits, RunConfig]:
+    """What the installed engine accepts for config's pending fit (koboldcpp: its --contextsize range,
+    --quantkv, --useswa; the search never proposes what it would refuse) and the run settings the
+    estimate assumes, checked against the model's head size (a q8_0/q4_0 cache packs heads in blocks
+    of 32). Synchronous (may run the engine's --help once and read the GGUF header): call it in a
+    thread. The handlers call it before anything is stopped. Raises EngineFailure unsupported (the
+    engine refuses the cache type) or fit_error (settings this model cannot run)."""
+    limits = adapter_for(config.engine).fit_limits(config, fitter.settings.bin_dir, config.fit.cache_type)
+    try:
+        cfg = run_config(target_of(config), cache_type=limits.cache_type, on_cpu=fitter.on_cpu,
+                         swa_full=limits.swa_full)
+        try:
+            shape = ModelShape.from_header(read_header(Path(config.model_path)))
+        except (GGUFFormatError, OSError):
+            shape = None   # the search reads the header again and says what is wrong with it
+        cfg.check(shape)
+    except EstimateError as exc:
+        raise EngineFailure(FIT_ERROR, f"{exc}; or pass a number as ctx") from None
+    return limits, cfg
+
+
 async def fit_and_launch(config: EngineConfig, fitter: AgentFitter | None,
                          engine: EngineControls) -> tuple[EngineConfig, dict]:
     """Search the ctx for config (a pending FitRequest in config.fit) and leave the result running.
@@ -74,15 +95,12 @@ async def fit_and_launch(config: EngineConfig, fitter: AgentFitter | None,
         raise EngineFailure(FIT_ERROR, "ctx auto is not available in this agent; pass a number as ctx")
     target = target_of(config)
     adapter = adapter_for(config.engine)
-    # What the installed engine accepts (koboldcpp: its --contextsize range, --quantkv, --useswa):
-    # the search never proposes what it would refuse.
-    limits = await asyncio.to_thread(adapter.fit_limits, config, fitter.settings.bin_dir, request.cache_type)
+    limits, cfg = await asyncio.to_thread(fit_settings, config, fitter)
     caps = [cap for cap in (request.ctx_cap, limits.ctx_max) if cap]
     ctx_cap = min(caps) if caps else None
     try:
-        cfg = run_config(target, cache_type=limits.cache_type, on_cpu=fitter.on_cpu, swa_full=limits.swa_full)
         budget = await asyncio.to_thread(fitter.budget, request.budget_bytes)
-    except (BudgetError, EstimateError) as exc:
+    except BudgetError as exc:
         raise EngineFailure(FIT_ERROR, f"{exc}; or pass a number as ctx") from None
     base = replace(config, fit=None, ctx=None, gpu_layers=FULL_OFFLOAD, fit_args=(*adapter.fit_flags(cfg), *limits.flags))
     loop = asyncio.get_running_loop()

@@ -18,6 +18,7 @@ from remote_agent.engine.adapters import adapter_for
 from remote_agent.engine.adapters.base import EngineConfig, EngineFailure
 from remote_agent.engine.cluster import ClusterRole
 from remote_agent.engine.ctx import FitRequest, choose_ctx, parse_ctx
+from remote_agent.engine.fit_launch import fit_settings
 from remote_agent.engine.logbuf import SOURCES, LogBuffer
 from remote_agent.engine.orphan import EngineRecordFile
 from remote_agent.engine.roles import BACKEND, ENGINE, NONE, SERVER
@@ -360,8 +361,11 @@ class Agent(LinkMethods, DirectMethods):
 
     async def _check_engine(self, config: EngineConfig) -> None:
         """Before anything is stopped: the installed engine must accept config (adapter.check may run
-        its binary once, so in a thread). Raises EngineFailure unsupported / missing_binary."""
+        its binary once, so in a thread), and a fit's cache type must suit the model (fit_launch.fit_settings).
+        Raises EngineFailure unsupported / missing_binary / fit_error."""
         await asyncio.to_thread(adapter_for(config.engine).check, config, self.settings.bin_dir)
+        if config.fit is not None:   # e.g. a q8_0 cache whose blocks this model's head size cannot fill
+            await asyncio.to_thread(fit_settings, config, self.fitter)
 
     async def resolve(self, text: str, emit: Emit) -> Path:
         """The models package's resolve_model in a worker thread, its progress as events."""

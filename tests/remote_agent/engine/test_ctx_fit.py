@@ -99,7 +99,7 @@ def test_an_oom_in_the_daemon_is_recomputed_from_the_failed_allocation(make_daem
 
 
 def test_fit_search_returns_the_figures_and_respects_the_ctx_cap(make_daemon, llama_bin, fit_small_model,
-                                                                 overhead_flag):
+                                                                 overhead_flag, tiny_model):
     daemon = standin_daemon(make_daemon, llama_bin, 450 * MiB, overhead_flag, env={"CTX": "50000"})
     client = daemon.client()
     # CTX as a number is the upper bound of an auto search
@@ -117,6 +117,12 @@ def test_fit_search_returns_the_figures_and_respects_the_ctx_cap(make_daemon, ll
     # bad params are refused before anything runs
     _, reply = client.call("fit.search", {"cache_type": "q3"})
     assert reply["error"]["code"] == "bad_params" and "q8_0" in reply["error"]["message"]
+    # so is a cache type the model's head size (16 here) cannot pack: the serving engine is never stopped
+    serving_pid = client.result("status")["pid"]
+    _, reply = client.call("fit.search", {"model": str(tiny_model), "cache_type": "q8_0"})
+    assert reply["error"]["code"] == "fit_error", reply
+    assert "head size divisible by 32" in reply["error"]["message"] and "rolled back" not in reply["error"]["message"]
+    assert client.result("status")["pid"] == serving_pid
     # a search that cannot fit while a model serves rolls back to it, like any failed swap
     _, reply = client.call("fit.search", {"budget_bytes": 8 * MiB})
     assert reply["error"]["code"] == "oom" and reply["error"]["message"].startswith("model needs ")
