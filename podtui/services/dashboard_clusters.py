@@ -48,6 +48,14 @@ def _int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def budgets(backend: dict) -> tuple[int, ...]:
+    """A backend's APP_MEM in MiB: memory_budgets_mib (one per device) when its status gives them,
+    else its one memory_budget_mib; () when unset."""
+    many = [b for b in backend.get("memory_budgets_mib") or [] if _int(b) is not None]
+    one = _int(backend.get("memory_budget_mib"))
+    return tuple(many) if many else ((one,) if one is not None else ())
+
+
 def find_row(ref: str, rows: Sequence[PodRow]) -> PodRow | None:
     """The listed pod a cluster member's ref names: its id (the part of PodRow.key after the
     provider), else its name; None when podtui lists no such pod."""
@@ -110,7 +118,7 @@ def cluster_row(status: dict, rows: Sequence[PodRow]) -> ClusterRow:
         backends.append(ClusterMember(backend["ref"], "backend", str(backend.get("state") or "unknown"),
                                       row.key if row else "", str(backend.get("build") or ""),
                                       _message(backend.get("last_error")), devices=devices,
-                                      budget_mib=_int(backend.get("memory_budget_mib")),
+                                      budgets_mib=budgets(backend),
                                       link_state=str(entry.get("link_state") or "")))
     links = tuple((str(link.get("name")), str(link.get("state")), str(link.get("last_error") or ""))
                   for link in server.get("links") or [])
@@ -121,7 +129,8 @@ def cluster_row(status: dict, rows: Sequence[PodRow]) -> ClusterRow:
     model = server.get("model") or (server_row.model if server_row else "")
     ctx = _int(server.get("ctx")) or (server_row.ctx if server_row else None)
     return ClusterRow(key=f"{CLUSTER_KEY}{status['name']}", name=status["name"], state=word, detail=detail,
-                      model=str(model or ""), ctx=ctx, direct=bool(status.get("direct")), server=member,
+                      model=str(model or ""), ctx=ctx, direct=bool(status.get("direct")),
+                      kind=str(status.get("kind") or "pods"), server=member,
                       backends=tuple(backends))
 
 
@@ -150,14 +159,14 @@ class ClusterBoard:
         if provider is None:
             raise PodtuiError(NO_RUNPOD_TITLE, NO_RUNPOD_FIX)
         result = cluster_pods.stop_or_terminate(provider, name, action)
-        done = ", ".join(result[action]) or "no Runpod pod"
+        done = ", ".join(result.get(action) or []) or "no Runpod pod"
         verb = "stopped" if action == "stop" else "terminated"
         text = f"cluster {name}: {verb} {done}"
-        if action == "stop" and result[action]:
+        if action == "stop" and result.get(action):
             text += " (volumes and pins kept; compute billing stops)"
         if action == "terminate":
             text += "; the cluster is forgotten"
-        if result["skipped"]:
+        if result.get("skipped"):
             text += f"; not Runpod pods, left running: {', '.join(result['skipped'])}"
         return text
 

@@ -156,7 +156,8 @@ class ClusterMember:
     "unreachable" when its agent could not be asked. pod_key is the PodRow.key of the same pod when
     podtui lists it ("": not a listed pod, e.g. a bare SSH address). Server only: links are
     (backend name, link state, last error) from status.cluster.links. Backend only: devices, and
-    budget_mib (APP_MEM, None when unset). link_state: the server's link to this backend."""
+    budgets_mib (APP_MEM: one per device, or one for the backend; () when unset). link_state: the
+    server's link to this backend."""
 
     ref: str
     role: str
@@ -166,7 +167,7 @@ class ClusterMember:
     last_error: str = ""
     links: tuple[tuple[str, str, str], ...] = ()
     devices: tuple[DeviceMemory, ...] = ()
-    budget_mib: int | None = None
+    budgets_mib: tuple[int, ...] = ()
     link_state: str = ""
 
     @property
@@ -190,6 +191,7 @@ class ClusterRow:
     model: str = ""
     ctx: int | None = None
     direct: bool = False
+    kind: str = "pods"
     server: ClusterMember = field(default_factory=lambda: ClusterMember("", "server", "unknown"))
     backends: tuple[ClusterMember, ...] = ()
 

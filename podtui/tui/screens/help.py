@@ -16,13 +16,13 @@ MAIN_KEYS = [
     ("/", "filter pods"), ("?", "this help"), ("q", "quit"),
 ]
 CLUSTER_KEYS = [
-    ("t", "tunnel to the server's llama-server (as for a pod)"),
-    ("m", "swap on the server: restarts llama-server --rpc"),
+    ("t", "tunnel to the server's llama-server"),
+    ("m", "swap on the server (restarts its llama-server)"),
     ("c", "context fit across every backend's device"),
-    ("l", "the server's log; on a backend row its ggml-rpc-server log"),
-    ("s", "stop every Runpod member, server first"),
-    ("D", "terminate every Runpod member (type the cluster's name)"),
-    ("enter", "the whole: links, each backend's memory, errors"),
+    ("l", "server's log; backend row: its ggml-rpc-server"),
+    ("s", "stop its Runpod pods, server first"),
+    ("D", "terminate them (type the cluster's name)"),
+    ("enter", "links, each backend's memory, errors"),
 ]
 ENDPOINT_KEYS = [
     ("tab", "move between the pods and the endpoints table"),

@@ -70,12 +70,17 @@ def server_pod(cluster: ClusterRow, pods: Sequence[PodRow]) -> PodRow | None:
     return next((pod for pod in pods if cluster.server.pod_key and pod.key == cluster.server.pod_key), None)
 
 
-def devices_text(devices: Sequence[DeviceMemory], budget_mib: int | None) -> str:
-    """`CPU 24105/24105 MiB free · APP_MEM 400 MiB` (one part per device; `?` for an unknown figure)."""
-    parts = [f"{d.name} {'?' if d.free_mib is None else d.free_mib}/{'?' if d.total_mib is None else d.total_mib}"
-             " MiB free" for d in devices] or ["devices unknown"]
-    budget = f"APP_MEM {budget_mib} MiB" if budget_mib is not None else "no APP_MEM (free memory)"
-    return " · ".join([", ".join(parts), budget])
+def devices_text(devices: Sequence[DeviceMemory], budgets_mib: Sequence[int]) -> str:
+    """`CPU 24105/24105 MiB free · APP_MEM 400 MiB`: each device's free/total MiB (`?`: unknown) and the
+    backend's APP_MEM budget, beside each device when there is one budget per device."""
+    def memory(d: DeviceMemory) -> str:
+        return f"{d.name} {'?' if d.free_mib is None else d.free_mib}/{'?' if d.total_mib is None else d.total_mib}"
+
+    if len(devices) > 1 and len(budgets_mib) == len(devices):
+        return ", ".join(f"{memory(d)} MiB free (APP_MEM {b})" for d, b in zip(devices, budgets_mib))
+    parts = ", ".join(f"{memory(d)} MiB free" for d in devices) or "devices unknown"
+    budget = f"APP_MEM {'+'.join(map(str, budgets_mib))} MiB" if budgets_mib else "no APP_MEM"
+    return f"{parts} · {budget}"
 
 
 def links_text(member: ClusterMember) -> str:
@@ -91,7 +96,7 @@ def cluster_cells(row: ClusterRow, pods: Sequence[PodRow]) -> tuple:
     members = [pod for pod in pods if pod.key in {m.pod_key for m in row.members if m.pod_key}]
     prices = [pod.price_per_hour for pod in members if pod.running and pod.price_per_hour is not None]
     engine = "direct" if row.direct else f"linked {row.server.links_up}/{len(row.server.links)} up"
-    return (Text(f"▼ {row.name}", style="bold"), "cluster", Text(row.state, style=_whole_style(row.state)),
+    return (Text(f"▼ {row.name}", style="bold"), "instant" if row.kind == "instant" else "cluster", Text(row.state, style=_whole_style(row.state)),
             f"{len(row.members)} pods", format_price(sum(prices) if prices else None),
             format_uptime(server.uptime_s if server else None), row.model or "—",
             str(row.ctx) if row.ctx else "—", engine, (server.tunnel_url if server else "") or "off")
@@ -114,7 +119,7 @@ def member_cells(row: MemberRow, pod_cells: tuple | None) -> tuple:
     else:
         if member.link_state and member.link_state != "up":
             state.append(f" · link {member.link_state}", style="red")
-        detail = devices_text(member.devices, member.budget_mib)
+        detail = devices_text(member.devices, member.budgets_mib)
         ctx, tunnel = "—", "—"
     provider, status, gpu, price, uptime = (pod_cells[1:6] if pod_cells is not None else
                                             ("—", Text("not listed", style="dim"), "—", "—", "—"))
@@ -140,6 +145,7 @@ def cluster_detail_lines(row: ClusterRow) -> list[str]:
     """`enter` on a cluster row: the whole, then every member, one fact a line."""
     lines = [f"{'state':<16} {row.state}", f"{'why':<16} {row.detail or '—'}",
              f"{'model':<16} {row.model or '—'}", f"{'ctx':<16} {row.ctx or '—'}",
+             f"{'kind':<16} {'Runpod Instant Cluster' if row.kind == 'instant' else 'pods linked by podtui'}",
              f"{'links':<16} {'direct (no SSH links: an overlay)' if row.direct else links_text(row.server)}"]
     for member in row.members:
         lines.append("")
@@ -148,7 +154,7 @@ def cluster_detail_lines(row: ClusterRow) -> list[str]:
             lines.extend(f"{'  link':<16} {name} {state}" + (f": {error}" if error and state != "up" else "")
                          for name, state, error in member.links)
         else:
-            lines.append(f"{'  memory':<16} {devices_text(member.devices, member.budget_mib)}")
+            lines.append(f"{'  memory':<16} {devices_text(member.devices, member.budgets_mib)}")
         if member.last_error:
             lines.append(f"{'  last error':<16} {member.last_error}")
         if not member.pod_key:

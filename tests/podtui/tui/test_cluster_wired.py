@@ -107,7 +107,7 @@ async def test_the_cluster_is_one_group_with_links_memory_logs_and_a_tunnel(clus
         assert cell_text(app, member(app, "server").key, "engine") == "ready · links 2/2 up"
         for ref, budget in (("backend-a", 400), ("backend-b", 300)):
             backend = member(app, ref).member
-            assert backend.budget_mib == budget and backend.devices and backend.devices[0].total_mib > 0
+            assert backend.budgets_mib == (budget,) and backend.devices and backend.devices[0].total_mib > 0
             text = cell_text(app, member(app, ref).key, "model")
             assert f"{backend.devices[0].free_mib}/{backend.devices[0].total_mib} MiB free" in text
             assert f"APP_MEM {budget} MiB" in text
