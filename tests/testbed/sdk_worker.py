@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,3 +112,18 @@ def sdk_worker_factory(engine_port: int, *, log_dir: Path | None = None,
         return start_sdk_worker(env, engine_port, log_path=log_path, **kwargs)
 
     return factory
+
+
+@contextmanager
+def warm_endpoint(endpoint: str, api_key: str, engine_port: int, log_dir: Path, *, idle_timeout_s: float = 600):
+    """The platform double (tests/testbed/runpod_platform.py) for endpoint with one real SDK worker
+    ("w1") already taking jobs in front of the engine on engine_port: a warm endpoint. Yields the
+    PlatformDouble; the worker is stopped on exit."""
+    from tests.testbed.runpod_platform import PlatformDouble
+    with PlatformDouble(endpoint, api_key, idle_timeout_s=idle_timeout_s) as platform:
+        worker = start_sdk_worker(platform.worker_env("w1"), engine_port, log_path=Path(log_dir) / "w1.log")
+        try:
+            worker.wait_ready(platform, timeout_s=60)
+            yield platform
+        finally:
+            worker.stop()

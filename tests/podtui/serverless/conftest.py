@@ -24,7 +24,7 @@ from tests.testbed.cli import PODTUI
 from tests.testbed.procs import free_port, stop_process
 from tests.testbed.runpod_platform import PlatformDouble
 from tests.testbed.runpod_provider import API_KEY
-from tests.testbed.sdk_worker import sdk_worker_factory, start_sdk_worker
+from tests.testbed.sdk_worker import sdk_worker_factory, warm_endpoint
 
 ENDPOINT = "ep1"
 
@@ -48,14 +48,8 @@ def serverless_env(tmp_path, platform: PlatformDouble, rest_url: str | None = No
 @pytest.fixture(scope="module")
 def warm_platform(llama_server, tmp_path_factory):
     """An endpoint with one real SDK worker already taking jobs (warm), in front of llama-server."""
-    logs = tmp_path_factory.mktemp("warm-worker")
-    with PlatformDouble(ENDPOINT, API_KEY, idle_timeout_s=600) as platform:
-        worker = start_sdk_worker(platform.worker_env("w1"), llama_server.port, log_path=logs / "w1.log")
-        try:
-            worker.wait_ready(platform, timeout_s=60)
-            yield platform
-        finally:
-            worker.stop()
+    with warm_endpoint(ENDPOINT, API_KEY, llama_server.port, tmp_path_factory.mktemp("warm-worker")) as platform:
+        yield platform
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from podtui.tui.widgets.endpoint_table import EndpointTable
 from podtui.tui.widgets.pod_table import PodTable
 from tests.testbed.runpod_platform import PlatformDouble
 from tests.testbed.runpod_provider import API_KEY, TEST_IMAGE, make_provider
-from tests.testbed.sdk_worker import sdk_worker_factory, start_sdk_worker
+from tests.testbed.sdk_worker import sdk_worker_factory, warm_endpoint
 
 pytestmark = pytest.mark.timeout(120)
 EP = "ep1"   # the endpoint the platform double serves
@@ -45,14 +45,8 @@ def quiet_platform():
 @pytest.fixture(scope="module")
 def warm_platform(llama_server, tmp_path_factory):
     """ep1 with one real SDK worker already taking jobs, in front of llama-server."""
-    logs = tmp_path_factory.mktemp("tui-warm-worker")
-    with PlatformDouble(EP, API_KEY, idle_timeout_s=600) as platform:
-        worker = start_sdk_worker(platform.worker_env("w1"), llama_server.port, log_path=logs / "w1.log")
-        try:
-            worker.wait_ready(platform, timeout_s=60)
-            yield platform
-        finally:
-            worker.stop()
+    with warm_endpoint(EP, API_KEY, llama_server.port, tmp_path_factory.mktemp("tui-warm-worker")) as platform:
+        yield platform
 
 
 def wired(double, platform, tmp_path, **board_options) -> ProviderServices:
