@@ -103,10 +103,18 @@ def whole_state(status: dict) -> tuple[str, str]:
     return state, _message(error)
 
 
-def cluster_row(status: dict, rows: Sequence[PodRow]) -> ClusterRow:
+def cluster_row(status: dict, rows: Sequence[PodRow], runpod: str = "") -> ClusterRow:
     """A ClusterRow from cluster_status's answer; rows (the pods listing) give each member its
-    pod_key and, when the server's status does not say, the model and ctx its pod row shows."""
+    pod_key and, when the server's status does not say, the model and ctx its pod row shows. An
+    Instant Cluster's members are Runpod pods the pod list hides: with runpod (the Runpod provider's
+    name) they get the key `runpod:ID`, so the pod keys reach them all the same."""
     server = status["server"]
+
+    def key(ref: str, row: PodRow | None) -> str:
+        if row is not None:
+            return row.key
+        return f"{runpod}:{ref}" if runpod and status.get("kind") == "instant" else ""
+
     server_row = find_row(server["ref"], rows)
     by_position = server.get("backends") or []
     backends = []
@@ -116,14 +124,14 @@ def cluster_row(status: dict, rows: Sequence[PodRow]) -> ClusterRow:
                                      _int(d.get("total_mib"))) for d in backend.get("devices") or [])
         row = find_row(backend["ref"], rows)
         backends.append(ClusterMember(backend["ref"], "backend", str(backend.get("state") or "unknown"),
-                                      row.key if row else "", str(backend.get("build") or ""),
+                                      key(backend["ref"], row), str(backend.get("build") or ""),
                                       _message(backend.get("last_error")), devices=devices,
                                       budgets_mib=budgets(backend),
                                       link_state=str(entry.get("link_state") or "")))
     links = tuple((str(link.get("name")), str(link.get("state")), str(link.get("last_error") or ""))
                   for link in server.get("links") or [])
     member = ClusterMember(server["ref"], "server", str(server.get("state") or "unknown"),
-                           server_row.key if server_row else "", str(server.get("build") or ""),
+                           key(server["ref"], server_row), str(server.get("build") or ""),
                            _message(server.get("last_error")), links=links)
     word, detail = whole_state(status)
     model = server.get("model") or (server_row.model if server_row else "")
@@ -141,13 +149,14 @@ class ClusterBoard:
     def __init__(self, status_of: StatusOf | None = None) -> None:
         self.status_of = status_of or (lambda name: clusters.cluster_status(name))
 
-    def list(self, rows: Sequence[PodRow]) -> ClusterListing:
-        """Every cluster in clusters.json (by name) as a ClusterRow; one that cannot be asked at all
-        (forgotten meanwhile, a member that names no pod) is a problem line. Never raises PodtuiError."""
+    def list(self, rows: Sequence[PodRow], runpod: str = "") -> ClusterListing:
+        """Every cluster in clusters.json (by name) as a ClusterRow (cluster_row: rows, runpod); one that
+        cannot be asked at all (forgotten meanwhile, an Instant Cluster whose launch stopped before its
+        members ran) is a problem line. Never raises PodtuiError."""
         listing = ClusterListing()
         for name in sorted(clusters.load_clusters()):
             try:
-                listing.rows.append(cluster_row(self.status_of(name), rows))
+                listing.rows.append(cluster_row(self.status_of(name), rows, runpod))
             except PodtuiError as exc:
                 listing.problems.append(f"cluster {name}: {exc.title}")
         return listing
@@ -184,7 +193,8 @@ class ClusterServices:
         return next((s.provider for s in self.services if s.provider.can_launch), None)
 
     def list_clusters(self) -> ClusterListing:
-        return self.clusters.list(list(self.listed_rows))
+        runpod = self._runpod()
+        return self.clusters.list(list(self.listed_rows), runpod.name if runpod else "")
 
     def stop_cluster(self, name: str) -> str:
         return self.clusters.act(self._runpod(), name, "stop")

@@ -121,8 +121,8 @@ def member_cells(row: MemberRow, pod_cells: tuple | None) -> tuple:
             state.append(f" · link {member.link_state}", style="red")
         detail = devices_text(member.devices, member.budgets_mib)
         ctx, tunnel = "—", "—"
-    provider, status, gpu, price, uptime = (pod_cells[1:6] if pod_cells is not None else
-                                            ("—", Text("not listed", style="dim"), "—", "—", "—"))
+    unlisted = ("—", Text("member" if member.pod_key else "not listed", style="dim"), "—", "—", "—")
+    provider, status, gpu, price, uptime = pod_cells[1:6] if pod_cells is not None else unlisted
     return (name, provider, status, gpu, price, uptime, detail or "—", ctx, state, tunnel)
 
 
@@ -173,6 +173,8 @@ def acting_pod(row: object, pods: Sequence[PodRow]) -> tuple[PodRow | None, str]
         member, pod = row.member, row.pod
     else:
         return None, "Select a pod first (no pod is listed or none is selected)."
+    if pod is None and member.pod_key:   # a pod the list hides (an Instant Cluster's member): its key reaches it
+        pod = PodRow(key=member.pod_key, name=member.ref, provider=member.pod_key.partition(":")[0], status="—")
     if pod is None:
         return None, (f"{member.ref} is not among the pods podtui lists, so its keys cannot reach it here; "
                       f"use `podtui agent {member.ref} …` / `podtui tunnel {member.ref}`, or add it with "
