@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from podtui.commands.ssh_options import say_progress
-from podtui.errors import UsageProblem
+from podtui.errors import PodtuiError, UsageProblem
 from podtui.services import cluster as clusters
 from podtui.services import sessions
 from podtui.ssh.identities import terminal_prompt
@@ -79,16 +79,38 @@ def link(server: str, backends: tuple[str, ...], name: str | None, reach: tuple[
 @cluster.command(name="list")
 @click.option("--json", "as_json", is_flag=True)
 def list_clusters(as_json: bool) -> None:
-    """The clusters podtui linked (no pod is contacted)."""
+    """The clusters podtui linked or launched, and the account's Runpod Instant Clusters (`GET /v2/clusters`,
+    when a Runpod API key is configured; no pod is contacted)."""
     known = clusters.load_clusters()
+    runpod, note = [], None
+    try:
+        from podtui.services.instant_cluster import runpod_clusters
+        runpod = runpod_clusters(_provider())
+    except PodtuiError as exc:
+        note = f"Runpod's Instant Clusters not listed: {exc.title}"
+    mine = {record.get("cluster_id") for record in known.values()}
+    others = [c for c in runpod if c["id"] not in mine]
+    by_id = {c["id"]: c for c in runpod}
     if as_json:
-        click.echo(json.dumps({"clusters": list(known.values())}))
+        records = [{**r, **({"runpod": by_id[r["cluster_id"]]} if r.get("cluster_id") in by_id else {})}
+                   for r in known.values()]
+        click.echo(json.dumps({"clusters": records, "runpod_clusters": others, **({"note": note} if note else {})}))
         return
-    if not known:
+    if note:
+        say_progress("list", note)
+    if not known and not others:
         click.echo("no clusters (link one with `podtui cluster link SERVER BACKEND…`)")
     for record in known.values():
-        click.echo(f"{record['name']}  server {record['server']}  backends {', '.join(record['backends'])}"
-                   f"{'  direct' if record.get('direct') else ''}")
+        kind = ""
+        if record.get("kind") == "instant":
+            live = by_id.get(record.get("cluster_id"))
+            state = ", ".join(f"{n} {s}" for s, n in live["by_status"].items()) if live else "not on Runpod"
+            kind = f"  instant {record['cluster_id']} ({state})"
+        click.echo(f"{record['name']}  server {record.get('server') or '-'}  backends "
+                   f"{', '.join(record.get('backends') or []) or '-'}{'  direct' if record.get('direct') else ''}{kind}")
+    for other in others:
+        click.echo(f"{other['name']}  instant {other['id']}, {other['pod_count']} pods of {other['gpu']} "
+                   "(not launched by podtui)")
 
 
 @cluster.command()
@@ -130,48 +152,88 @@ def _provider():
 @click.option("--backends", "backend_count", type=click.IntRange(1, 15), required=True,
               help="How many backend pods (llama.cpp takes at most 15).")
 @click.option("--gpu", required=True, metavar="GPU_ID", help="Runpod GPU type id for every pod, e.g. 'NVIDIA A40'.")
+@click.option("--gpu-count", type=click.IntRange(1, 16), default=1, show_default=True,
+              help="GPUs per pod (--instant only: every member has the same).")
 @click.option("--model", required=True, help="MODEL for the server (it alone needs the GGUF file).")
 @click.option("--ctx", default=None, help="CTX: a number, or auto (the largest that fits every device).")
 @click.option("--name", default="cluster", show_default=True, help="Cluster name; pods are NAME-server, NAME-backend-N.")
 @click.option("--app-mem", type=click.IntRange(1), default=None, metavar="MIB",
               help="APP_MEM: MiB each backend offers; the server's fit keeps within it.")
+@click.option("--instant", is_flag=True,
+              help="One Runpod Instant Cluster (POST /v2/clusters) of N+1 identical pods on a private overlay, "
+                   "with one env (APP_MODE=rank: rank 0 serves, the others are backends), instead of N+1 pods.")
+@click.option("--direct", is_flag=True,
+              help="--instant only: no SSH links; each backend's ggml-rpc-server binds its overlay address "
+                   "(APP_BIND=NODE_ADDR) and the server reaches it there. Trusts every pod on the overlay: "
+                   "ggml-rpc-server has no authentication and whoever reaches its port can run code in the pod; "
+                   "the traffic is not encrypted.")
+@click.option("--overlay-ssh-port", type=click.IntRange(1, 65535), default=22, show_default=True,
+              help="--instant, with links: the port the members' sshd listens on inside the pod, which the "
+                   "server reaches over the overlay (the image's REMOTE_AGENT_SSHD_PORT).")
 @click.option("--image", default=None, help="Image (default: podtui's pinned image, the same on every pod).")
 @click.option("--volume-gb", type=click.IntRange(10, 100000), default=50, show_default=True)
 @click.option("--cloud", type=click.Choice(["SECURE", "COMMUNITY"]), default="SECURE", show_default=True)
 @click.option("--first-link-port", type=click.IntRange(1024, 65000), default=60151, show_default=True,
-              help="The server's link ports start here (APP_RPC_BACKENDS=127.0.0.1:PORT,…).")
+              help="The server's link ports start here (APP_RPC_BACKENDS=127.0.0.1:PORT,…); not with --instant.")
 @click.option("--wait-timeout", type=float, default=900, show_default=True, help="Seconds for each pod to run.")
 @click.option("--log-timeout", type=float, default=300, show_default=True,
               help="Seconds for each pod's printed host keys.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object; progress as JSON lines on stderr.")
-def launch(backend_count: int, gpu: str, model: str, ctx: str | None, name: str, app_mem: int | None,
-           image: str | None, volume_gb: int, cloud: str, first_link_port: int, wait_timeout: float,
-           log_timeout: float, as_json: bool) -> None:
-    """Launch a cluster on Runpod: --backends N backend pods and one server pod, each with direct SSH
-    and its host keys pinned from its log, then link them (as `cluster link`). Billed per pod."""
+def launch(backend_count: int, gpu: str, gpu_count: int, model: str, ctx: str | None, name: str, app_mem: int | None,
+           instant: bool, direct: bool, overlay_ssh_port: int, image: str | None, volume_gb: int, cloud: str,
+           first_link_port: int, wait_timeout: float, log_timeout: float, as_json: bool) -> None:
+    """Launch a cluster on Runpod and link it (as `cluster link`), billed until terminated.
+
+    \b
+    Default: --backends N backend pods and one server pod, each with direct SSH and its host keys
+    pinned from its log.
+    --instant: one Instant Cluster of N+1 pods (Runpod's `/v2/clusters`; its list price for the whole
+    cluster is shown first). Every member's host keys are pinned from its own log; the server then
+    links to each backend over the cluster's private overlay (SSH, pinned keys), or with --direct
+    reaches their RPC port there without links. Runpod has no stop for a cluster: `cluster terminate`
+    deletes it and every member.
+    """
     import os
 
     from podtui.providers.base import PodSpec
-    from podtui.services.cluster_pods import launch_cluster
     from podtui.services.inputs import ctx_option, model_problem
     from podtui.services.pods import PodService
 
     if problem := model_problem(model):
         raise UsageProblem(f"--model: {problem}", "fix MODEL before any pod is created and billed")
+    if direct and not instant:
+        raise UsageProblem("--direct needs --instant", "ordinary pods have no private overlay: drop --direct "
+                           "(SSH links), or add --instant")
+    if gpu_count != 1 and not instant:
+        raise UsageProblem("--gpu-count is for --instant", "drop it, or add --instant")
+    if name in clusters.load_clusters():
+        raise UsageProblem(f"a cluster named {name!r} is already known", "pick another --name, or terminate or "
+                           f"unlink that one first (podtui cluster terminate {name})")
     ctx_value = ctx_option(ctx)
     base = PodSpec(gpu=gpu, model=model, name=name, ctx=None if ctx_value is None else str(ctx_value),
-                   volume_gb=volume_gb, image=image or "", cloud=cloud)
+                   volume_gb=volume_gb, image=image or "", cloud=cloud, gpu_count=gpu_count)
     provider = _provider()
     service = PodService(provider, wait_timeout_s=wait_timeout, block_timeout_s=log_timeout,
                          poll_s=float(os.environ.get("PODTUI_POLL_S") or 5.0))
-    result = launch_cluster(provider, base, backend_count, name=name, app_mem=app_mem,
-                            first_link_port=first_link_port, service=service, progress=say_progress)
+    if instant:
+        from podtui.services.instant_cluster import launch_instant
+        result = launch_instant(provider, base, backend_count, name=name, app_mem=app_mem, direct=direct,
+                                overlay_ssh_port=overlay_ssh_port, service=service, progress=say_progress)
+    else:
+        from podtui.services.cluster_pods import launch_cluster
+        result = launch_cluster(provider, base, backend_count, name=name, app_mem=app_mem,
+                                first_link_port=first_link_port, service=service, progress=say_progress)
     if as_json:
         click.echo(json.dumps(result))
         return
-    click.echo(f"cluster {name}: server {result['server']}, backends {', '.join(result['backends'])}")
+    kind = f" (Instant Cluster {result['cluster_id']})" if instant else ""
+    click.echo(f"cluster {name}{kind}: server {result['server']}, backends {', '.join(result['backends'])}")
+    if instant and result.get("price_per_hr") is not None:
+        click.echo(f"  price      ${result['price_per_hr']:.2f}/hr for the whole cluster (catalog list price)")
     for item in result["links"]:
         click.echo(f"  link {item['name']}  {item['endpoint']} → {item['backend']}  {item['state']}")
+    if direct:
+        click.echo(f"  direct     {', '.join(result.get('endpoints') or [])} over the overlay (no links)")
     click.echo(f"  next       podtui tunnel {result['server']}")
 
 
@@ -185,8 +247,10 @@ def _members_verb(action: str, doc: str):
 
         record = clusters.find_cluster(name)
         if action == "terminate" and not yes:
-            members = ", ".join([record["server"], *record["backends"]])
-            if not click.confirm(f"Terminate every pod of cluster {name} ({members})? Their volumes go too",
+            members = ", ".join(m for m in [record.get("server"), *record.get("backends", [])] if m) or "none known"
+            what = (f"Delete Instant Cluster {name} ({record['cluster_id']}) and terminate every member ({members})"
+                    if record.get("kind") == "instant" else f"Terminate every pod of cluster {name} ({members})")
+            if not click.confirm(f"{what}? Their volumes go too",
                                  default=False, err=True):
                 raise UsageProblem(f"cluster {name} was not terminated", "answer y, or pass --yes")
         result = stop_or_terminate(_provider(), name, action)
@@ -198,7 +262,9 @@ def _members_verb(action: str, doc: str):
     return verb
 
 
-_members_verb("stop", "Stop every Runpod pod of cluster NAME (server first); volumes and pins stay.")
-_members_verb("terminate", "Terminate every Runpod pod of cluster NAME (asks first) and forget the cluster.")
+_members_verb("stop", "Stop every Runpod pod of cluster NAME (server first); volumes and pins stay. An Instant "
+              "Cluster cannot be stopped (Runpod's API has no stop for one): this says so and changes nothing.")
+_members_verb("terminate", "Terminate every Runpod pod of cluster NAME (asks first) and forget the cluster. An "
+              "Instant Cluster is deleted (DELETE /v2/clusters/{id}), which terminates every member.")
 
 COMMANDS = [cluster]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from podtui.config import Config, load_config, permission_warning
 from podtui.image_ref import published_image
-from podtui.providers.base import (DEFAULT_ENGINE_PORT, GpuType, LogLine, Pod, PodSpec, Provider,
+from podtui.providers.base import (DEFAULT_ENGINE_PORT, GpuType, LogLine, Pod, PodNotFound, PodSpec, Provider,
                                    ProviderError, SshEndpoint)
 from podtui.providers.runpod_api import (API_KEY_FIX, DEFAULT_API_URL, ApiKey, MalformedResponse,
                                          RetryPolicy, RunpodApi)
@@ -169,11 +169,26 @@ class RunpodProvider(Provider):
 
     # -- pods --------------------------------------------------------------------------------
 
-    def list_pods(self) -> list[Pod]:
-        data = self.api.call("GET", "/v2/pods", what="listing pods")
+    def list_pods(self, include_cluster_pods: bool = False) -> list[Pod]:
+        """`GET /v2/pods`; Instant Cluster members only with include_cluster_pods (the spec hides them)."""
+        params = {"includeClusterPods": "true"} if include_cluster_pods else None
+        data = self.api.call("GET", "/v2/pods", params=params, what="listing pods")
         if not isinstance(data, dict) or not isinstance(data.get("pods"), list):
             raise MalformedResponse("Runpod sent a pod list podtui cannot read", "try again in a minute")
         return [pod_from_json(item) for item in data["pods"]]
+
+    def find_pod(self, ref: str) -> Pod:
+        """Provider.find_pod; an Instant Cluster member, hidden from the pod list, is found by its id
+        (`GET /v2/pods/{id}` returns it), so `podtui tunnel POD` and `cluster status` reach members too."""
+        try:
+            return super().find_pod(ref)
+        except PodNotFound as missing:
+            if not POD_ID.fullmatch(ref):
+                raise
+            try:
+                return self.get_pod(ref)
+            except PodNotFound:
+                raise missing from None
 
     def get_pod(self, pod_id: str) -> Pod:
         return pod_from_json(self.api.call("GET", f"/v2/pods/{_path_id(pod_id)}", what=f"reading pod {pod_id}"))

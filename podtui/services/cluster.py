@@ -99,11 +99,17 @@ def check_members(server: Member, backends: list[Member], direct: bool) -> list[
 
 
 def backend_budgets(backends: list[Member]) -> list[int] | None:
-    """Each backend's APP_MEM (status.cluster.memory_budget_mib) as the server's fit budget per RPC device,
-    when every backend set one and lends one device; else None (the server fits to free memory)."""
-    budgets = [b.cluster.get("memory_budget_mib") for b in backends]
-    if any(v is None for v in budgets) or any(len(b.cluster.get("devices") or []) != 1 for b in backends):
-        return None
+    """The backends' APP_MEM as the server's fit budgets, one per RPC device in --rpc order: each backend's
+    status.cluster.memory_budgets_mib (one per device it lends, APP_MEM=20000,20000), else its single
+    memory_budget_mib when it lends one device. None (the server fits to free memory) unless every
+    backend has one budget per device it reports."""
+    budgets: list[int] = []
+    for backend in backends:
+        info = backend.cluster
+        mine = info.get("memory_budgets_mib") or ([info["memory_budget_mib"]] if info.get("memory_budget_mib") else [])
+        if not mine or len(mine) != len(info.get("devices") or []):
+            return None
+        budgets.extend(mine)
     return budgets
 
 
@@ -142,10 +148,11 @@ def link_specs(backends: list[Member], endpoints: list[str], reach: dict[str, st
 
 def link_cluster(server_ref: str, backend_refs: list[str], *, name: str | None = None, reach: dict[str, str] | None = None,
                  direct: bool = False, options: ConnectOptions | None = None, progress: Progress = lambda *a: None,
-                 resolve: Callable[[str], SessionTarget] | None = None) -> dict:
+                 resolve: Callable[[str], SessionTarget] | None = None, extra: dict | None = None) -> dict:
     """Link SERVER to BACKENDs (see the module docstring). Returns {"name", "server", "backends",
-    "links": [the server's link snapshots], "direct"}. Raises ClusterProblem, UsageProblem,
-    HostKeyNotVerified, CannotConnect, AgentError."""
+    "links": [the server's link snapshots], "direct"} plus extra (kept in the record too: an Instant
+    Cluster's "kind" and "cluster_id"). Raises ClusterProblem, UsageProblem, HostKeyNotVerified,
+    CannotConnect, AgentError."""
     if not backend_refs:
         raise UsageProblem("no BACKEND given", "name each backend pod after the server: cluster link SERVER B1 B2")
     reach = reach or {}
@@ -177,13 +184,30 @@ def link_cluster(server_ref: str, backend_refs: list[str], *, name: str | None =
                                         timeout=LINK_WAIT_S + 30)
             links = answer["links"]
     record = {"name": name or server_ref, "server": server_ref, "backends": list(backend_refs), "direct": direct,
-              "reach": reach, "linked_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+              "reach": reach, "linked_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **(extra or {})}
     save_cluster(record)
     bad = [link for link in links if link["state"] != "up"]
     if bad:
         raise ClusterProblem("link(s) not up: " + "; ".join(f"{l['name']} {l['state']}: {l['last_error']}" for l in bad),
                              "check the backend pod (its sshd and host key), then `podtui cluster link` again")
     return {**record, "links": links}
+
+
+def wait_for_agents(pod_ids: list[str], progress: Progress, timeout_s: float) -> None:
+    """Until every pod's agent answers status (a new pod's agent may start after sshd), asking every 2 s
+    for up to timeout_s s in all. Raises the last PodtuiError (CannotConnect, AgentError) after that."""
+    deadline = time.monotonic() + timeout_s
+    for pod_id in pod_ids:
+        while True:
+            try:
+                with sessions.agent_session(sessions.resolve_session_target(pod_id), KnownHosts(paths.known_hosts_file())) as c:
+                    c.call("status", timeout=30)
+                break
+            except PodtuiError as exc:
+                if time.monotonic() > deadline:
+                    raise
+                progress("agent", f"waiting for {pod_id}'s agent: {exc.title}")
+                time.sleep(2)
 
 
 def clusters_file():
@@ -227,9 +251,14 @@ def find_cluster(name: str) -> dict:
 
 def cluster_status(name: str, *, options: ConnectOptions | None = None,
                    resolve: Callable[[str], SessionTarget] | None = None) -> dict:
-    """{"name", "server": {ref, state, links, backends, last_error}, "backends": [{ref, state, build,
-    devices}]}: every member's agent asked once; an unreachable one is reported, not raised."""
+    """{"name", "direct", "kind" ("pods" or "instant"), "cluster_id" (Runpod's, instant only), "server": {ref,
+    state, links, backends, last_error}, "backends": [{ref, state, build, devices}]}: every member's agent
+    asked once; an unreachable one is reported, not raised. Raises ClusterProblem for an Instant Cluster
+    whose launch stopped before its members were known."""
     record = find_cluster(name)
+    if not record.get("server"):
+        raise ClusterProblem(f"cluster {name} ({record.get('cluster_id')}) has no known members: its launch stopped "
+                             "before they ran", f"delete it (podtui cluster terminate {name}) and launch again")
     resolve = resolve or sessions.resolve_session_target
     known_hosts = KnownHosts(paths.known_hosts_file())
 
@@ -242,7 +271,8 @@ def cluster_status(name: str, *, options: ConnectOptions | None = None,
 
     server = ask(record["server"])
     cluster = server.get("cluster") or {}
-    out = {"name": record["name"], "direct": record.get("direct", False),
+    out = {"name": record["name"], "direct": record.get("direct", False), "kind": record.get("kind", "pods"),
+           "cluster_id": record.get("cluster_id"),
            "server": {"ref": record["server"], "state": server.get("state"), "links": cluster.get("links") or [],
                       "backends": cluster.get("backends") or [], "last_error": server.get("last_error"),
                       "build": cluster.get("build")},

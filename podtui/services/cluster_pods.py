@@ -6,12 +6,12 @@ waited for until it runs with a public 22/tcp, its printed host keys read from i
 verified), with seed 003's variables: backends APP_MODE=backend (APP_MEM when given), the server
 APP_MODE=server, APP_RPC_BACKENDS=127.0.0.1:P,… (where its links will listen) and MODEL. Only 22/tcp
 is published: the RPC port stays on each backend's loopback (RPC.md §5.2-5.4).
-Instant Clusters (`POST /v2/clusters`) are not launched here: see the README (untested, left).
+Instant Clusters (`POST /v2/clusters`) are launched by services/instant_cluster.py; stop and terminate
+of one go there too.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -50,7 +50,7 @@ def launch_cluster(provider: Provider, base: PodSpec, backends: int, *, name: st
         for spec in member_specs(base, backends, name, app_mem, first_link_port):
             made.append(service.launch(spec, progress).pod.id)
         refs = made[:-1]
-        _wait_for_agents(made, progress, agent_wait_s)
+        clusters.wait_for_agents(made, progress, agent_wait_s)
         result = clusters.link_cluster(made[-1], refs, name=name, progress=progress)
     except PodtuiError as exc:
         if made:
@@ -60,31 +60,18 @@ def launch_cluster(provider: Provider, base: PodSpec, backends: int, *, name: st
     return {**result, "pods": made}
 
 
-def _wait_for_agents(pod_ids: list[str], progress: Progress, timeout_s: float) -> None:
-    """Until every pod's agent answers status (a new pod's agent may start after sshd)."""
-    from podtui.paths import known_hosts_file
-    from podtui.services import sessions
-    from podtui.ssh.known_hosts import KnownHosts
-    deadline = time.monotonic() + timeout_s
-    for pod_id in pod_ids:
-        while True:
-            try:
-                with sessions.agent_session(sessions.resolve_session_target(pod_id), KnownHosts(known_hosts_file())) as c:
-                    c.call("status", timeout=30)
-                break
-            except PodtuiError as exc:
-                if time.monotonic() > deadline:
-                    raise
-                progress("agent", f"waiting for {pod_id}'s agent: {exc.title}")
-                time.sleep(2)
-
-
 def stop_or_terminate(provider: Provider, name: str, action: str) -> dict:
     """Stop (action "stop") or terminate ("terminate") every Runpod member of the cluster NAME, server
     first (so llama-server never aborts on a vanished backend mid-request). Members that are not
     Runpod pods (added SSH hosts) are left running and listed under "skipped". Terminate forgets
-    the cluster. Returns {"name", action: [ids], "skipped": [refs]}."""
+    the cluster. Returns {"name", action: [ids], "skipped": [refs]}. An Instant Cluster (kind "instant"):
+    stop raises NoClusterStop (Runpod has none), terminate deletes the cluster (instant_cluster.py)."""
     record = clusters.find_cluster(name)
+    if record.get("kind") == "instant":  # one Runpod object: no stop, DELETE terminates every member
+        from podtui.services import instant_cluster
+        if action == "stop":
+            instant_cluster.stop_instant(record)
+        return instant_cluster.terminate_instant(provider, record)
     done, skipped = [], []
     for ref in (record["server"], *record["backends"]):
         try:

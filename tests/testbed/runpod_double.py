@@ -30,6 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from tests.testbed.runpod_clusters import ClusterRoutes
 from tests.testbed.runpod_pod_logs import PodLogRoutes, now
 from tests.testbed.runpod_serverless import ServerlessRoutes
 from tests.testbed.runpod_spec import SPEC_PATH, SpecSchemas
@@ -64,7 +65,7 @@ GPUS = [
 
 
 @dataclass
-class RunpodDouble(PodLogRoutes, ServerlessRoutes):
+class RunpodDouble(PodLogRoutes, ServerlessRoutes, ClusterRoutes):
     api_key: str
     spec_path: Path = SPEC_PATH
     ssh_host: str = "203.0.113.7"           # where a RUNNING pod's port 22 points
@@ -274,6 +275,8 @@ class RunpodDouble(PodLogRoutes, ServerlessRoutes):
 
     def _route(self, handler, method: str, path: str, query: dict, body) -> None:
         segments = path.strip("/").split("/")
+        if self._route_clusters(handler, method, segments, query, body):  # runpod_clusters.py: /v2/clusters
+            return
         if segments[:2] == ["v2", "catalog"] and segments[2:] == ["gpus"] and method == "GET":
             if ("include" in query) != ("product" in query):   # the spec: 400 either way
                 return self._problem(handler, 400, "Bad Request", "include=AVAILABILITY and product go together")
