@@ -90,7 +90,13 @@ def whole_state(status: dict) -> tuple[str, str]:
         down = details.get("backends_down") or ([details["backend"]] if details.get("backend") else [])
         names = backend_names(status, [str(e) for e in down])
         word = f"paused: {', '.join(names)}" if names else "paused"
-        return word, f"llama-server is paused on {', '.join(names) or 'a backend'}: {_message(error)}"
+        # What each named backend's own agent says: over a link, a dead ggml-rpc-server behind a live
+        # sshd reads to the server as a handshake closed early, which its message puts down to another
+        # build; the backend's own state shows the real cause.
+        own = [f"{b['ref']} itself is {b.get('state')}" + (f" ({_message(b['last_error'])})" if b.get("last_error") else "")
+               for b in status["backends"] if b["ref"] in names and b.get("state") != "ready"]
+        return word, f"llama-server is paused on {', '.join(names) or 'a backend'}: {_message(error)}" + \
+            "".join(f"; {text}" for text in own)
     links = [] if status.get("direct") else [link for link in server.get("links") or [] if link.get("state") != "up"]
     if links:
         names = [str(link.get("name")) for link in links]

@@ -2,8 +2,9 @@
 key and a real `remote-agent daemon` (tests/testbed/rpc_pods.py); two backends run the real
 ggml-rpc-server, the server the real llama-server --rpc over the real OpenSSH links its agent owns,
 joined by the real `podtui cluster link`. The app is the one `podtui` opens (default wiring): it
-lists the cluster as one group, follows the server's and a backend's log, carries a chat completion
-through the tunnel to the server, and shows the group paused naming a backend that was killed."""
+lists the cluster as one group, follows the server's and a backend's log, runs the server's fit and
+a swap across the backends, carries a chat completion through the tunnel to the server, and shows
+the group paused naming a backend that was killed."""
 
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ import pytest
 from podtui.services.front import ClusterRow
 from podtui.tui.app import build_app
 from podtui.tui.screens.logs import LogsScreen
+from podtui.tui.screens.swap import SwapDialog
 from podtui.tui.widgets.cluster_rows import MemberRow
 from podtui.tui.widgets.pod_table import PodTable
+from tests.podtui.tui.helpers import shown
 from tests.testbed.cli import run_podtui
 from tests.testbed.procs import free_port
 from tests.testbed.rpc_pods import add_host, start_backend, start_server, stop_pods
@@ -93,7 +96,7 @@ def cell_text(app, key: str, column: str) -> str:
     return str(table.get_cell(key, column))
 
 
-async def test_the_cluster_is_one_group_with_links_memory_logs_and_a_tunnel(cluster, app):
+async def test_the_cluster_is_one_group_with_links_memory_logs_fit_swap_and_a_tunnel(cluster, app, tiny_model_b):
     async with app.run_test(size=(200, 48)) as pilot:
         await wait_for(pilot, lambda: (g := group(app)) is not None and g.state == "serving"
                        and all(m.pod_key for m in g.members) and member(app, "backend-b").pod is not None,
@@ -131,6 +134,24 @@ async def test_the_cluster_is_one_group_with_links_memory_logs_and_a_tunnel(clus
         if os.environ.get("PODTUI_TUI_SHOT"):      # a look at the real group, when asked
             app.save_screenshot(os.environ["PODTUI_TUI_SHOT"])
 
+        select(app, c1.key)                        # c: the server's fit across both backends' devices
+        await pilot.press("c")
+        await wait_for(pilot, lambda: any(n.message.startswith("server: ") and "ctx" in n.message
+                                          for n in app._notifications), timeout=60, what="the fit's answer")
+        await wait_for(pilot, lambda: group(app).state == "serving", timeout=60, what="serving after the fit")
+        print(next(n.message for n in app._notifications if n.message.startswith("server: ")))
+        await pilot.press("m")                     # m: engine.swap on the server, across the backends
+        await wait_for(pilot, lambda: shown(app.screen, SwapDialog))
+        assert "restarts llama-server --rpc on the server across 2 backend(s)" in \
+            str(app.screen.query_one("#swap-note").render())
+        dialog = app.screen
+        dialog.query_one("#model").value = str(tiny_model_b)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: dialog.outcome == "ok", timeout=90, what="the swap")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: group(app).state == "serving" and group(app).model == str(tiny_model_b),
+                       timeout=60, what="serving the swapped model")
+
         select(app, c1.key)                        # t on the cluster row: the tunnel to the server
         await pilot.press("t")
         services = app.services
@@ -154,10 +175,13 @@ async def test_a_killed_backend_shows_the_group_paused_naming_it(cluster, app):
                        what="the cluster serving")
         backend = cluster["b"].daemon
         backend.stop()                             # its agent and its ggml-rpc-server, killed
+        killed = time.monotonic()
         try:
             await wait_for(pilot, lambda: group(app).state == "paused: backend-b", timeout=40,
                            what="the group paused naming backend-b")
+            print(f"paused naming backend-b {time.monotonic() - killed:.1f} s after it was killed: {group(app).detail}")
             assert member(app, "backend-b").member.state == "unreachable"
+            assert "backend-b itself is unreachable" in group(app).detail   # its own agent's word beside the server's
             assert "backend-b" in str(app.screen.query_one("#summary").render())
         finally:
             backend.start()
