@@ -135,9 +135,18 @@ def group_matches(cluster: ClusterRow, text: str) -> bool:
                (cluster.name, cluster.state, cluster.model, "cluster", *(m.ref for m in cluster.members)))
 
 
+SUMMARY_DETAIL_CHARS = 160   # the summary line stays a line or two; enter on the cluster row says it all
+
+
 def cluster_warnings(clusters: Sequence[ClusterRow]) -> list[str]:
-    """Summary-line problems: each cluster that is not serving, with why; a serving one with a note."""
-    return [f"cluster {row.name} {row.state}" + (f" — {row.detail}" if row.detail else "")
+    """Summary-line problems: each cluster that is not serving, with why (cut at SUMMARY_DETAIL_CHARS);
+    a serving one only with a note."""
+    def why(detail: str) -> str:
+        if len(detail) <= SUMMARY_DETAIL_CHARS:
+            return detail
+        return detail[:SUMMARY_DETAIL_CHARS].rstrip() + "… (enter on its row: all of it)"
+
+    return [f"cluster {row.name} {row.state}" + (f" — {why(row.detail)}" if row.detail else "")
             for row in clusters if row.state != "serving" or row.detail]
 
 
