@@ -17,7 +17,8 @@ Direct endpoints (`cluster.direct`, a Runpod Instant Cluster with `podtui cluste
 --direct`): the backends' overlay addresses are known only from the Runpod API (PodCluster.ip), not at
 boot, so podtui sends them over its verified channel. They replace the server's RPC endpoints, are kept
 in <state>/rpc-direct.json (a daemon restart keeps them) and llama-server restarts on them. Every launch
-takes its `--rpc` from the endpoints of that moment (preflight), so a config saved earlier follows.
+takes its `--rpc` from the endpoints of that moment (preflight), so a config saved earlier follows, and a
+split that `ctx auto` fitted to the old endpoints or budgets is fitted again.
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ class ClusterRole:
         self.bin_dir = bin_dir
         self.state_dir = Path(state_dir)
         self.direct_budgets_mib: tuple[int, ...] | None = None
+        self._fit_request = None  # the last `ctx auto` this server resolved (FitRequest), for a refit
+        self._refit = False  # the endpoints or budgets changed since: the next launch fits again
         self.env_backends = settings.backends  # APP_RPC_BACKENDS's, before any cluster.direct
         self.settings = self._with_saved_direct(settings)
         self.guard = (BackendGuard(self.settings.backends, None, None, timeout_s=timeout_s, poll_s=poll_s)
@@ -118,6 +121,7 @@ class ClusterRole:
 
     def _use(self, backends: tuple, budgets: tuple[int, ...] | None) -> None:
         self.direct_budgets_mib = budgets
+        self._refit = True
         self.settings = replace(self.settings, backends=backends)
         self.guard.backends = backends
         self.guard.last.clear()
@@ -151,8 +155,13 @@ class ClusterRole:
         Raises PausedUntil (a backend), NothingFits, EngineFailure fit_error."""
         await self.read_facts()
         config = self.with_current_rpc(config)
+        if self._refit and config.fit is None and config.fit_args and self._fit_request is not None:
+            # a split fitted to other endpoints or budgets: `ctx auto` again
+            config = replace(config, fit=self._fit_request, ctx=None, fit_args=())
         await self.guard.preflight(config)
-        return config if config.fit is None else await self.fit(config)
+        config = config if config.fit is None else await self.fit(config)
+        self._refit = False
+        return config
 
     def with_current_rpc(self, config: EngineConfig) -> EngineConfig:
         """config with its `--rpc` value set to the endpoints of now (cluster.direct may have changed them)."""
@@ -167,6 +176,7 @@ class ClusterRole:
         """config with its pending FitRequest resolved: the largest ctx that fits every RPC device within
         its budget (the request's, else free memory less MARGIN_MIB), `--fit off` and `-ts` pinned."""
         request, s = config.fit, self.settings
+        self._fit_request = request
         model = Path(config.model_path)
         try:
             memory = tuple(run_config(FitTarget(model, config.engine, config.args, config.parallel, config.batch_size,
