@@ -156,7 +156,7 @@ def _provider():
               help="GPUs per pod (--instant only: every member has the same).")
 @click.option("--model", required=True, help="MODEL for the server (it alone needs the GGUF file).")
 @click.option("--ctx", default=None, help="CTX: a number, or auto (the largest that fits every device).")
-@click.option("--name", default="cluster", show_default=True, help="Cluster name; pods are NAME-server, NAME-backend-N.")
+@click.option("--name", default="cluster", show_default=True, help="Cluster name; ordinary pods are NAME-server, NAME-backend-N (Runpod names an Instant Cluster's).")
 @click.option("--app-mem", type=click.IntRange(1), default=None, metavar="MIB",
               help="APP_MEM: MiB each backend offers; the server's fit keeps within it.")
 @click.option("--instant", is_flag=True,
@@ -172,7 +172,8 @@ def _provider():
                    "server reaches over the overlay (the image's REMOTE_AGENT_SSHD_PORT).")
 @click.option("--image", default=None, help="Image (default: podtui's pinned image, the same on every pod).")
 @click.option("--volume-gb", type=click.IntRange(10, 100000), default=50, show_default=True)
-@click.option("--cloud", type=click.Choice(["SECURE", "COMMUNITY"]), default="SECURE", show_default=True)
+@click.option("--cloud", type=click.Choice(["SECURE", "COMMUNITY"]), default="SECURE", show_default=True,
+              help="Not with --instant: a cluster request has no cloud (Runpod places it in one data centre).")
 @click.option("--first-link-port", type=click.IntRange(1024, 65000), default=60151, show_default=True,
               help="The server's link ports start here (APP_RPC_BACKENDS=127.0.0.1:PORT,…); not with --instant.")
 @click.option("--wait-timeout", type=float, default=900, show_default=True, help="Seconds for each pod to run.")

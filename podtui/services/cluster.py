@@ -295,7 +295,8 @@ def cluster_status(name: str, *, options: ConnectOptions | None = None,
 
 def unlink_cluster(name: str, *, options: ConnectOptions | None = None,
                    resolve: Callable[[str], SessionTarget] | None = None) -> dict:
-    """Stop the server's links and remove the cluster key from every backend; forget the cluster."""
+    """Stop the server's links and remove the cluster key from every backend; forget the cluster (an
+    Instant Cluster's record is kept, without links: `cluster terminate` still deletes it)."""
     record = find_cluster(name)
     resolve = resolve or sessions.resolve_session_target
     known_hosts = KnownHosts(paths.known_hosts_file())
@@ -306,5 +307,8 @@ def unlink_cluster(name: str, *, options: ConnectOptions | None = None,
         with sessions.agent_session(resolve(ref), known_hosts, options=options) as client:
             client.call(method, {}, timeout=30)
             done[ref] = method
-    forget_cluster(name)
+    if record.get("kind") == "instant":  # kept: its Runpod cluster id is how `cluster terminate` deletes it
+        save_cluster({**record, "reach": {}, "linked_at": None})
+    else:
+        forget_cluster(name)
     return {"name": name, "unlinked": done}

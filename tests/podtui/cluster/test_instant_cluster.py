@@ -144,3 +144,32 @@ def test_instant_launch_links_over_the_overlay_with_pinned_keys_and_a_stuck_laun
         assert out.returncode == 0 and stuck["id"] not in runpod_double.clusters
     finally:
         stop_pods(pods)
+
+
+def test_the_cluster_endpoints_follow_the_spec_and_bad_flags_are_refused_before_anything_is_created(
+        runpod_double, provider, runpod_env):
+    from podtui.providers.runpod_clusters import ClusterNotFound, RunpodClusters, cluster_body
+    api = RunpodClusters(provider.api)
+    body = cluster_body(name="c", image="img", gpu="NVIDIA A40", gpu_count=1, pod_count=2, env={"A": "1"},
+                        disk_gb=20, volume_gb=None)
+    made = api.create(body)
+    assert (made.pod_count, made.pods_total, made.all_running) == (2, 2, False)
+    members = api.members(made.id)
+    assert [(m.rank, m.ip) for m in members] == [(0, "10.65.0.2"), (1, "10.65.0.3")]
+    assert members[1].pod.env["NODE_RANK"] == "1" and members[1].pod.env["PRIMARY_ADDR"] == "10.65.0.2"
+    assert [c.id for c in api.list()] == [made.id]
+    with pytest.raises(PodtuiError, match="HTTP 422"):  # the spec: podCount 2..250
+        api.create({**body, "compute": {**body["compute"], "podCount": 1}})
+    with pytest.raises(PodtuiError, match="HTTP 422"):  # rename only
+        api.api.call("PATCH", f"/v2/clusters/{made.id}", body={"compute": body["compute"]})
+    problems = "\n".join(runpod_double.request_violations)
+    assert "compute/podCount: 1 is less than the minimum of 2" in problems and "'compute' was unexpected" in problems
+    api.delete(made.id)
+    with pytest.raises(ClusterNotFound):
+        api.get(made.id)
+    for args, words in ((["--direct"], "--direct needs --instant"), (["--gpu-count", "2"], "--gpu-count is for "
+                                                                                           "--instant")):
+        out = run_podtui(runpod_env, "cluster", "launch", "--backends", "1", "--gpu", "NVIDIA A40", "--model",
+                         "org/repo:Q4_K_M", *args)
+        assert out.returncode == 2 and words in out.stderr
+    assert len(runpod_double.requests_to("POST", "/v2/")) == 2  # only this test's own creates
