@@ -84,6 +84,7 @@ def devices_text(devices: Sequence[DeviceMemory], budgets_mib: Sequence[int]) ->
 
 
 def links_text(member: ClusterMember) -> str:
+    """`links 2/2 up` for a server member (`no links` for a direct cluster's server)."""
     return f"links {member.links_up}/{len(member.links)} up" if member.links else "no links"
 
 
@@ -92,6 +93,8 @@ def _whole_style(state: str) -> str:
 
 
 def cluster_cells(row: ClusterRow, pods: Sequence[PodRow]) -> tuple:
+    """A cluster row's cells (the table in the module docstring): $/hr sums the running members the
+    pods listing prices; uptime and tunnel are the server pod's."""
     server = server_pod(row, pods)
     members = [pod for pod in pods if pod.key in {m.pod_key for m in row.members if m.pod_key}]
     prices = [pod.price_per_hour for pod in members if pod.running and pod.price_per_hour is not None]
