@@ -143,6 +143,20 @@ def unlink(name: str, as_json: bool) -> None:
     click.echo(json.dumps(result) if as_json else f"unlinked {name}")
 
 
+def _app_mem(value: str | None, gpu_count: int) -> str | None:
+    """--app-mem as APP_MEM ("20000" or "20000,20000"); UsageProblem unless one positive MiB per GPU."""
+    if value is None:
+        return None
+    parts = [p.strip() for p in value.split(",")]
+    if not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise UsageProblem(f"--app-mem {value!r} is not MiB", "e.g. --app-mem 20000, one number per GPU of a pod")
+    if len(parts) != gpu_count:
+        raise UsageProblem(f"--app-mem gives {len(parts)} budget(s) for {gpu_count} GPU(s) per pod: one number could "
+                           "mean per GPU or in total", "give one MiB budget per GPU, e.g. --app-mem "
+                           + ",".join([parts[0]] * gpu_count))
+    return ",".join(parts)
+
+
 def _provider():
     from podtui.services.providers import open_runpod
     return open_runpod(on_wait=lambda note: say_progress("wait", note))
@@ -157,8 +171,9 @@ def _provider():
 @click.option("--model", required=True, help="MODEL for the server (it alone needs the GGUF file).")
 @click.option("--ctx", default=None, help="CTX: a number, or auto (the largest that fits every device).")
 @click.option("--name", default="cluster", show_default=True, help="Cluster name; ordinary pods are NAME-server, NAME-backend-N (Runpod names an Instant Cluster's).")
-@click.option("--app-mem", type=click.IntRange(1), default=None, metavar="MIB",
-              help="APP_MEM: MiB each backend offers; the server's fit keeps within it.")
+@click.option("--app-mem", default=None, metavar="MIB[,MIB…]",
+              help="APP_MEM: MiB each backend offers, one number per device it lends (e.g. 70000,70000 with "
+                   "--gpu-count 2); the server's fit keeps within them.")
 @click.option("--instant", is_flag=True,
               help="One Runpod Instant Cluster (POST /v2/clusters) of N+1 identical pods on a private overlay, "
                    "with one env (APP_MODE=rank: rank 0 serves, the others are backends), instead of N+1 pods.")
@@ -180,7 +195,7 @@ def _provider():
 @click.option("--log-timeout", type=float, default=300, show_default=True,
               help="Seconds for each pod's printed host keys.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object; progress as JSON lines on stderr.")
-def launch(backend_count: int, gpu: str, gpu_count: int, model: str, ctx: str | None, name: str, app_mem: int | None,
+def launch(backend_count: int, gpu: str, gpu_count: int, model: str, ctx: str | None, name: str, app_mem: str | None,
            instant: bool, direct: bool, overlay_ssh_port: int, image: str | None, volume_gb: int, cloud: str,
            first_link_port: int, wait_timeout: float, log_timeout: float, as_json: bool) -> None:
     """Launch a cluster on Runpod and link it (as `cluster link`), billed until terminated.
@@ -207,6 +222,7 @@ def launch(backend_count: int, gpu: str, gpu_count: int, model: str, ctx: str | 
                            "(SSH links), or add --instant")
     if gpu_count != 1 and not instant:
         raise UsageProblem("--gpu-count is for --instant", "drop it, or add --instant")
+    app_mem = _app_mem(app_mem, gpu_count)
     if name in clusters.load_clusters():
         raise UsageProblem(f"a cluster named {name!r} is already known", "pick another --name, or terminate or "
                            f"unlink that one first (podtui cluster terminate {name})")

@@ -101,14 +101,21 @@ def check_members(server: Member, backends: list[Member], direct: bool) -> list[
 def backend_budgets(backends: list[Member]) -> list[int] | None:
     """The backends' APP_MEM as the server's fit budgets, one per RPC device in --rpc order: each backend's
     status.cluster.memory_budgets_mib (one per device it lends, APP_MEM=20000,20000), else its single
-    memory_budget_mib when it lends one device. None (the server fits to free memory) unless every
-    backend has one budget per device it reports."""
+    memory_budget_mib. None (the server fits to free memory) when some backend set no APP_MEM. Raises
+    ClusterProblem when a backend's budgets do not match the devices it reports (the agent can check the
+    count only when ARGS names them with -d)."""
     budgets: list[int] = []
     for backend in backends:
         info = backend.cluster
         mine = info.get("memory_budgets_mib") or ([info["memory_budget_mib"]] if info.get("memory_budget_mib") else [])
-        if not mine or len(mine) != len(info.get("devices") or []):
+        if not mine:
             return None
+        devices = [d.get("name") for d in info.get("devices") or []]
+        if len(mine) != len(devices):
+            raise ClusterProblem(f"{backend.ref} sets APP_MEM={','.join(map(str, mine))} ({len(mine)} budget(s)) "
+                                 f"but lends {len(devices)} device(s) ({', '.join(map(str, devices)) or 'none'})",
+                                 "give one MiB budget per device, in its order: APP_MEM="
+                                 + ",".join([str(mine[0])] * max(1, len(devices))) + " (or unset APP_MEM)")
         budgets.extend(mine)
     return budgets
 

@@ -25,7 +25,7 @@ FIRST_LINK_PORT = 60151
 AGENT_WAIT_S = 300.0
 
 
-def member_specs(base: PodSpec, backends: int, name: str, app_mem: int | None,
+def member_specs(base: PodSpec, backends: int, name: str, app_mem: str | None,
                  first_link_port: int = FIRST_LINK_PORT) -> list[PodSpec]:
     """The backends' PodSpecs, then the server's (base gives GPU, image, volume, model, ctx)."""
     specs = []
@@ -38,7 +38,7 @@ def member_specs(base: PodSpec, backends: int, name: str, app_mem: int | None,
     return specs
 
 
-def launch_cluster(provider: Provider, base: PodSpec, backends: int, *, name: str, app_mem: int | None = None,
+def launch_cluster(provider: Provider, base: PodSpec, backends: int, *, name: str, app_mem: str | None = None,
                    first_link_port: int = FIRST_LINK_PORT, service: PodService | None = None,
                    progress: Progress = lambda *a: None, agent_wait_s: float = AGENT_WAIT_S) -> dict:
     """Launch the members one by one, then link them. Returns link_cluster's answer plus "pods" (ids

@@ -50,7 +50,7 @@ def price_per_hr(provider, gpu: str, gpu_count: int, pods: int) -> float | None:
     return None
 
 
-def rank_env(base: PodSpec, app_mem: int | None, direct: bool) -> dict[str, str]:
+def rank_env(base: PodSpec, app_mem: str | None, direct: bool) -> dict[str, str]:
     """The one env of every member: base.env() (MODEL, CTX, PORT, …) plus APP_MODE=rank, APP_MEM, and with
     direct APP_BIND=NODE_ADDR. APP_RPC_BACKENDS stays unset: the rank-0 agent then uses 127.0.0.1:60151,…,
     one per other member, where the links listen."""
@@ -62,7 +62,7 @@ def rank_env(base: PodSpec, app_mem: int | None, direct: bool) -> dict[str, str]
     return env
 
 
-def launch_instant(provider, base: PodSpec, backends: int, *, name: str, app_mem: int | None = None,
+def launch_instant(provider, base: PodSpec, backends: int, *, name: str, app_mem: str | None = None,
                    direct: bool = False, overlay_ssh_port: int = OVERLAY_SSH_PORT,
                    service: PodService | None = None, progress: Progress = lambda *a: None,
                    agent_wait_s: float = 300.0) -> dict:

@@ -27,9 +27,11 @@ plus NODE_RANK (0 = the primary), NODE_ADDR (this node's overlay IPv4), NUM_NODE
   links listen); APP_BIND does not apply to it (llama-server stays on 127.0.0.1).
 - APP_BIND=NODE_ADDR (the literal word) means this node's NODE_ADDR, so one env can say "bind the
   overlay" for every backend.
-- APP_MEM=20000,20000: one MiB budget per device of a backend that lends several (ARGS `-d
-  CUDA0,CUDA1`, in that order). One number with several devices is refused: it could mean per device
-  or in total, a 2x error either way.
+- APP_MEM=20000,20000: one MiB budget per device of a backend that lends several, in the order of
+  ARGS `-d CUDA0,CUDA1`, else in ggml-rpc-server's own order (all GPUs: CUDA0, CUDA1, …). One number
+  with several devices is refused: it could mean per device or in total, a 2x error either way. Where
+  -d is not given the device count is known only once ggml-rpc-server runs, so podtui checks it when
+  it links (services/cluster.backend_budgets).
 
 Standard library only: boot checks the same variables in its dry runs.
 """
@@ -194,8 +196,8 @@ def _devices(env: dict[str, str]) -> list[str]:
 
 
 def memory_budgets(env: dict[str, str]) -> tuple[int, ...]:
-    """APP_MEM as MiB per device: "2048" → (2048,), "20000,20000" → one per ARGS -d device. () when
-    unset. Raises RoleError naming the value and the fix."""
+    """APP_MEM as MiB per device: "2048" → (2048,), "20000,20000" → one per device (ARGS -d order when
+    given, and then as many). () when unset. Raises RoleError naming the value and the fix."""
     raw = _get(env, "APP_MEM")
     if not raw:
         return ()
@@ -210,10 +212,9 @@ def memory_budgets(env: dict[str, str]) -> tuple[int, ...]:
             raise RoleError(f"APP_MEM={raw} is out of range; set MiB from 1 to {1 << 30} per device")
         values.append(value)
     devices = _devices(env)
-    if len(values) > 1 and len(values) != len(devices):
-        named = f"ARGS -d names {len(devices)} ({','.join(devices)})" if devices else "ARGS names none with -d"
-        raise RoleError(f"APP_MEM={raw} gives {len(values)} budgets but {named}; name the devices in ARGS "
-                        f"(e.g. ARGS=\"-d CUDA0,CUDA1\") so the budgets have an order, one budget per device")
+    if len(values) > 1 and devices and len(values) != len(devices):
+        raise RoleError(f"APP_MEM={raw} gives {len(values)} budgets but ARGS -d names {len(devices)} devices "
+                        f"({','.join(devices)}); give one budget per device, in -d order")
     if len(values) == 1 and len(devices) > 1:
         raise RoleError(f"APP_MEM={raw} is one budget but ARGS -d lends {len(devices)} devices "
                         f"({','.join(devices)}): it could mean per device or in total; give one per device in -d "

@@ -167,8 +167,11 @@ def test_the_cluster_endpoints_follow_the_spec_and_bad_flags_are_refused_before_
     api.delete(made.id)
     with pytest.raises(ClusterNotFound):
         api.get(made.id)
-    for args, words in ((["--direct"], "--direct needs --instant"), (["--gpu-count", "2"], "--gpu-count is for "
-                                                                                           "--instant")):
+    for args, words in ((["--direct"], "--direct needs --instant"),
+                        (["--gpu-count", "2"], "--gpu-count is for --instant"),
+                        (["--instant", "--gpu-count", "2", "--app-mem", "9000"], "--app-mem gives 1 budget(s) for 2 "
+                                                                                   "GPU(s) per pod"),
+                        (["--app-mem", "9G"], "--app-mem '9G' is not MiB")):
         out = run_podtui(runpod_env, "cluster", "launch", "--backends", "1", "--gpu", "NVIDIA A40", "--model",
                          "org/repo:Q4_K_M", *args)
         assert out.returncode == 2 and words in out.stderr

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from podtui.services.cluster import Member, backend_budgets
+from podtui.services.cluster import ClusterProblem, Member, backend_budgets
 from tests.testbed.agent_daemon import DaemonProcess
 from tests.testbed.llama import chat_completion
 from tests.testbed.procs import free_port
@@ -30,6 +30,10 @@ def test_one_budget_per_device_of_a_multi_device_backend_reaches_the_servers_fit
         assert (lent["memory_budgets_mib"], lent["memory_budget_mib"]) == ([200, 90], 290)
         budgets = backend_budgets([Member("b", None, status={"cluster": lent})])
         assert budgets == [200, 90]  # one per RPC device, in -d order (was None for multi-device backends)
+        # one budget for two devices (possible when ARGS names none: the agent cannot count them) is refused
+        single = {"cluster": {**lent, "memory_budgets_mib": [], "memory_budget_mib": 500}}
+        with pytest.raises(ClusterProblem, match=r"b sets APP_MEM=500 \(1 budget\(s\)\) but lends 2 device\(s\)"):
+            backend_budgets([Member("b", None, status=single)])
         endpoint = f"127.0.0.1:{backend.env['APP_PORT']}"
         server = DaemonProcess(tmp_path / "s", llama_bin, env=server_env(fit_large_model, [endpoint], CTX="auto"),
                                args=FAST_SERVER_FLAGS).start()
