@@ -222,6 +222,11 @@ def launch(backend_count: int, gpu: str, gpu_count: int, model: str, ctx: str | 
                            "(SSH links), or add --instant")
     if gpu_count != 1 and not instant:
         raise UsageProblem("--gpu-count is for --instant", "drop it, or add --instant")
+    if instant and first_link_port != 60151:
+        raise UsageProblem("--first-link-port is not for --instant: every member gets one env, in which rank 0's "
+                           "links listen on 127.0.0.1:60151,…", "drop --first-link-port")
+    if instant and cloud != "SECURE":
+        raise UsageProblem("--cloud is not for --instant: a cluster request names no cloud", "drop --cloud")
     app_mem = _app_mem(app_mem, gpu_count)
     if name in clusters.load_clusters():
         raise UsageProblem(f"a cluster named {name!r} is already known", "pick another --name, or terminate or "
