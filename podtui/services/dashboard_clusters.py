@@ -21,7 +21,9 @@ The whole's word, first that applies (README "SSH links and `podtui cluster`"):
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from podtui.errors import PodtuiError
 from podtui.providers.base import Provider
@@ -194,13 +196,20 @@ class ClusterServices:
     clusters: ClusterBoard
     listed_rows: list[PodRow]
     services: list[PodService]
+    _tunnels: dict[str, tuple[object, str]]
+    _lock: threading.Lock
 
     def _runpod(self) -> Provider | None:
         return next((s.provider for s in self.services if s.provider.can_launch), None)
 
     def list_clusters(self) -> ClusterListing:
         runpod = self._runpod()
-        return self.clusters.list(list(self.listed_rows), runpod.name if runpod else "")
+        listing = self.clusters.list(list(self.listed_rows), runpod.name if runpod else "")
+        with self._lock:   # the server's tunnel, for a server the pod list hides (an Instant Cluster's)
+            urls = {key: url for key, (_, url) in self._tunnels.items()}
+        listing.rows = [replace(row, server=replace(row.server, tunnel_url=urls.get(row.server.pod_key, "")))
+                        for row in listing.rows]
+        return listing
 
     def stop_cluster(self, name: str) -> str:
         return self.clusters.act(self._runpod(), name, "stop")

@@ -169,6 +169,7 @@ class ClusterMember:
     devices: tuple[DeviceMemory, ...] = ()
     budgets_mib: tuple[int, ...] = ()
     link_state: str = ""
+    tunnel_url: str = ""             # a tunnel podtui holds to it (shown for a member the pod list hides)
 
     @property
     def links_up(self) -> int:

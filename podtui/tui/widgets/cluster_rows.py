@@ -102,7 +102,7 @@ def cluster_cells(row: ClusterRow, pods: Sequence[PodRow]) -> tuple:
     return (Text(f"▼ {row.name}", style="bold"), "instant" if row.kind == "instant" else "cluster", Text(row.state, style=_whole_style(row.state)),
             f"{len(row.members)} pods", format_price(sum(prices) if prices else None),
             format_uptime(server.uptime_s if server else None), row.model or "—",
-            str(row.ctx) if row.ctx else "—", engine, (server.tunnel_url if server else "") or "off")
+            str(row.ctx) if row.ctx else "—", engine, (server.tunnel_url if server else row.server.tunnel_url) or "off")
 
 
 def member_cells(row: MemberRow, pod_cells: tuple | None) -> tuple:
@@ -118,7 +118,7 @@ def member_cells(row: MemberRow, pod_cells: tuple | None) -> tuple:
         detail = (f"⚠ {member.last_error}" if member.state != "ready" and member.last_error
                   else row.cluster.model or (pod.model if pod else ""))
         ctx = str(row.cluster.ctx) if row.cluster.ctx else "—"
-        tunnel = (pod.tunnel_url if pod else "") or "off"
+        tunnel = (pod.tunnel_url if pod else member.tunnel_url) or "off"
     else:
         if member.link_state and member.link_state != "up":
             state.append(f" · link {member.link_state}", style="red")

@@ -104,3 +104,15 @@ def test_without_a_runpod_key_stopping_a_cluster_says_what_to_do():
     with pytest.raises(PodtuiError) as raised:
         ProviderServices([]).stop_cluster("c1")
     assert "no Runpod API key" in raised.value.title and "s on its row" in raised.value.fix
+
+
+def test_a_tunnel_to_a_server_the_pod_list_hides_is_shown_on_its_group(runpod_double, provider):
+    """An Instant Cluster's server is not in the pod list, so its row cannot carry the tunnel: the
+    listing does (the tunnel itself is the pods' code, tested in test_runpod_wired.py)."""
+    clusters.save_cluster({"name": "c1", "server": "srv", "backends": ["b1", "b2"], "direct": True,
+                           "kind": "instant"})
+    services = ProviderServices([PodService(provider)],
+                                clusters=ClusterBoard(lambda name: answer(kind="instant", direct=True)))
+    services._tunnels["runpod:srv"] = (object(), "http://127.0.0.1:5003/v1")
+    row = services.list_clusters().rows[0]
+    assert row.server.pod_key == "runpod:srv" and row.server.tunnel_url == "http://127.0.0.1:5003/v1"
