@@ -19,6 +19,7 @@ from remote_agent.boot.config import BootConfig
 from remote_agent.child_env import SECRET_ENV, without_secrets
 from remote_agent.engine.adapters import ADAPTERS
 from remote_agent.engine.adapters.base import masked_flags
+from remote_agent.engine.roles import BACKEND, RoleError, cluster_from_env
 from remote_agent.engine_key import EngineKey
 from remote_agent.hostkey_block import (
     HostKeyFileError,
@@ -26,6 +27,10 @@ from remote_agent.hostkey_block import (
     format_block,
     parse_public_key_line,
     read_public_key,
+)
+from remote_agent.links.command import (
+    BACKEND_CLIENT_ALIVE_COUNT,
+    BACKEND_CLIENT_ALIVE_INTERVAL_S,
 )
 
 # (ssh-keygen -t, file name, extra ssh-keygen args); Ed25519 first, as contract A orders the block.
@@ -232,9 +237,30 @@ def sshd_command(cfg: BootConfig, *, test_only: bool = False) -> list[str]:
             "-o", f"PidFile={cfg.run_dir / 'sshd.pid'}"]
     if cfg.sshd_listen:
         cmd += ["-o", f"ListenAddress={cfg.sshd_listen}"]
-    for option in cfg.sshd_options:
+    for option in [*cfg.sshd_options, *role_sshd_options(cfg)]:  # sshd keeps the first value: --sshd-option wins
         cmd += ["-o", option]
     return cmd
+
+
+def role_sshd_options(cfg: BootConfig) -> list[str]:
+    """sshd options the pod's RPC cluster role adds (`NAME=VALUE` strings for `-o`); [] in other roles.
+
+    A backend (the role engine/roles.py decides) runs sshd with ClientAliveInterval=1 and
+    ClientAliveCountMax=3 (links/command.py), instead of image/sshd_config's 30 s × 4: ggml-rpc-server
+    serves one client at a time (RPC.md fact 4) and sshd keeps its forwarded connection to it open while
+    the session lives, so a link whose server pod froze held the backend for minutes; now sshd drops it in
+    7-8 s (measured, OpenSSH 9.2; the numbers are in links/command.py). OpenSSH has no per-key
+    ClientAlive (authorized_keys options and `Match` cannot select by key), so it is the whole sshd: any
+    session to a backend pod, podtui's own included, ends after ~8 s without an answer (a live client's
+    keepalive replies keep it up). The environment was checked by config_from; a bad one adds nothing."""
+    try:
+        role = cluster_from_env(cfg.env).role
+    except RoleError:
+        return []
+    if role != BACKEND:
+        return []
+    return [f"ClientAliveInterval={BACKEND_CLIENT_ALIVE_INTERVAL_S}",
+            f"ClientAliveCountMax={BACKEND_CLIENT_ALIVE_COUNT}"]
 
 
 def start_sshd(cfg: BootConfig, rep: Reporter) -> subprocess.Popen | None:

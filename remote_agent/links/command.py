@@ -21,6 +21,13 @@ from remote_agent.links.spec import LOOPBACK, LinkSpec
 ALIVE_INTERVAL_S = 2
 ALIVE_COUNT = 3
 CONNECT_TIMEOUT_S = 5
+# The backend's sshd side of the same rule (boot/steps.role_sshd_options): it drops a session whose client
+# stopped answering, which frees ggml-rpc-server's one client slot. Measured with OpenSSH 9.2 on loopback
+# (a link's ssh frozen with SIGSTOP, time until sshd closed the forwarded connection): 1 s × 3 → 7.0-7.7 s,
+# 1 × 2 → 5.5 s, 1 × 4 → 9.4 s, 2 × 3 → 14.6-16.0 s, 3 × 2 → 16.5 s: about 2 × interval per unanswered
+# check, not interval × count as sshd_config(5) reads.
+BACKEND_CLIENT_ALIVE_INTERVAL_S = 1
+BACKEND_CLIENT_ALIVE_COUNT = 3
 REMOTE_COMMAND = "cat >/dev/null"  # ends when the link's stdin (held by the agent) or the connection closes
 
 
