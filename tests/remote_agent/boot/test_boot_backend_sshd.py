@@ -52,6 +52,8 @@ SHORT = [f"ClientAliveInterval={INTERVAL}", f"ClientAliveCountMax={COUNT}"]
 @pytest.mark.parametrize("env, short", [
     ({"APP_MODE": "backend"}, True),
     ({"APP_MODE": "backend", "APP_PORT": "50100"}, True),
+    ({"APP_MODE": "rank", "NODE_RANK": "2", "NUM_NODES": "3"}, True),  # an Instant Cluster member lending its GPU
+    ({"APP_MODE": "rank", "NODE_RANK": "0", "NUM_NODES": "3", "MODEL": "/m.gguf"}, False),  # rank 0 serves
     ({"APP_MODE": "server", "APP_RPC_BACKENDS": "127.0.0.1:60151"}, False),
     ({"APP_MODE": "none"}, False),
     ({}, False),  # podtui's single-pod engine: the image's 30 s × 4 (tunnels through NAT, laptops that sleep)
