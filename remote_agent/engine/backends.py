@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from remote_agent.engine.adapters.base import (
@@ -68,6 +69,10 @@ class BackendGuard:
         self.timeout_s = timeout_s
         self.poll_s = poll_s
         self.last: dict[Endpoint, Probe] = {}
+        # endpoint ("127.0.0.1:60151") -> the name of the SSH link serving it, when one does (the
+        # agent sets it): a link accepts the connection and then closes it when nothing listens
+        # behind it, which on the wire looks like a backend of another protocol generation.
+        self.link_for: Callable[[str], str | None] = lambda endpoint: None
 
     async def probe(self, endpoint: Endpoint) -> Probe:
         """One handshake with endpoint, remembered for status. Never raises."""
@@ -95,6 +100,8 @@ class BackendGuard:
             return
         first = bad[0]
         code = {REFUSED: BACKEND_UNREACHABLE, SILENT: BACKEND_HUNG}.get(first.state, RPC_VERSION)
+        if first.state == CLOSED and self.link_for(str(first.endpoint)):
+            code = BACKEND_UNREACHABLE
         message = "; ".join(self.explain(probe) for probe in bad)
         log.warning("llama-server not started: %s", message)
         raise PausedUntil(code, f"{message}. Paused: llama-server starts by itself once every backend answers",
@@ -119,11 +126,15 @@ class BackendGuard:
         if probe.state == SILENT:
             return (f"{where} accepts connections but does not answer the RPC handshake within {self.timeout_s:g}s: "
                     "it is frozen, overloaded, or serving another client (it serves one at a time)")
-        ours = f"this pod's {self.client}" + (f" (llama.cpp {self.build})" if self.build else "")
+        ours = f"{self.client or 'an unknown version'}" + (f" (llama.cpp {self.build})" if self.build else "")
+        if probe.state == CLOSED and (link := self.link_for(str(probe.endpoint))):
+            return (f"backend {link} (its link at {probe.endpoint} is up) closed the RPC handshake: its "
+                    "ggml-rpc-server is down or restarting (its pod's agent restarts it; `podtui cluster status` "
+                    f"shows it), or it runs another llama.cpp build than this pod's {ours}: {SAME_BUILD}")
         if probe.state == CLOSED:
             return (f"{where} closed the connection during the RPC handshake ({probe.detail}), as a server of "
                     f"another protocol generation does; this pod speaks {ours}: {SAME_BUILD}")
-        return f"{where} speaks RPC protocol {probe.protocol}, {ours}: {SAME_BUILD}"
+        return f"{where} speaks RPC protocol {probe.protocol}, this pod's {ours}: {SAME_BUILD}"
 
     def snapshot(self) -> list[dict]:
         """status's "backends": each backend's last probe ({"endpoint", "state": "unknown"} before any)."""

@@ -72,6 +72,9 @@ class Agent(LinkMethods, DirectMethods):
         self.activity: IdleWatcher | None = None  # set by start_activity_clock
         self.liveness = None  # an RPC server's LivenessWatch, set by start_watchers
         self.links = LinkSet(settings.state_dir)  # an RPC server's SSH links to its backends (links/)
+        if self.role.guard is not None:   # a backend down behind an up link is named by its link
+            self.role.guard.link_for = lambda endpoint: next(
+                (link.spec.name for link in self.links.links if link.spec.endpoint == endpoint), None)
 
     def start_activity_clock(self, done: threading.Event) -> None:
         """Measure idleness (no engine request, no download) for `status.idle_s`, in a thread: the

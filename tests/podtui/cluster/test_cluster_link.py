@@ -213,3 +213,22 @@ def test_bad_input_is_a_usage_error_naming_the_fix(pods):
     assert out.returncode == 2 and json.loads(out.stderr.strip().splitlines()[-1])["fix"] == "see `podtui cluster list`"
     out = run_podtui(pods["env"], "cluster", "link", "server", "backend-a", "--json")
     assert out.returncode == 1 and "expects 2 backend(s)" in out.stderr
+
+
+def test_a_backend_down_behind_an_up_link_is_named_by_its_link_not_taken_for_another_build(pods):
+    """Through an SSH link a dead ggml-rpc-server looks, on the wire, like a server of another protocol
+    generation (the link accepts, then closes): the server names the backend by its link instead."""
+    assert link(pods).returncode == 0
+    server = pods["server"].daemon
+    server.wait_for_state({"ready"}, timeout=60)
+    backend = pods["b"].daemon
+    backend.stop()   # its agent and its ggml-rpc-server; its sshd, and so the link, stay up
+    try:
+        status = server.wait_for_state({"paused"}, timeout=40)
+        error = status["last_error"]
+        assert error["kind"] == "backend_unreachable", error
+        assert "backend backend-b (its link at 127.0.0.1:" in error["message"] and "is up)" in error["message"]
+        assert links_of(pods)["backend-b"]["state"] == "up"
+    finally:
+        backend.start()
+    server.wait_for_state({"ready"}, timeout=60)
