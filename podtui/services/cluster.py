@@ -265,7 +265,8 @@ def find_cluster(name: str) -> dict:
 def cluster_status(name: str, *, options: ConnectOptions | None = None,
                    resolve: Callable[[str], SessionTarget] | None = None) -> dict:
     """{"name", "direct", "kind" ("pods" or "instant"), "cluster_id" (Runpod's, instant only), "server": {ref,
-    state, links, backends, last_error}, "backends": [{ref, state, build, devices}]}: every member's agent
+    state, links, backends, last_error, build, model, ctx}, "backends": [{ref, state, build, uptime_s, devices,
+    memory_budget_mib, memory_budgets_mib (one per device), last_error}]}: every member's agent
     asked once; an unreachable one is reported, not raised. Raises ClusterProblem for an Instant Cluster
     whose launch stopped before its members were known."""
     record = find_cluster(name)
@@ -288,7 +289,7 @@ def cluster_status(name: str, *, options: ConnectOptions | None = None,
            "cluster_id": record.get("cluster_id"),
            "server": {"ref": record["server"], "state": server.get("state"), "links": cluster.get("links") or [],
                       "backends": cluster.get("backends") or [], "last_error": server.get("last_error"),
-                      "build": cluster.get("build")},
+                      "build": cluster.get("build"), "model": server.get("model"), "ctx": server.get("ctx")},
            "backends": []}
     for ref in record["backends"]:
         status = ask(ref)
@@ -296,6 +297,7 @@ def cluster_status(name: str, *, options: ConnectOptions | None = None,
         out["backends"].append({"ref": ref, "state": status.get("state"), "build": info.get("build"),
                                 "uptime_s": status.get("uptime_s"),
                                 "devices": info.get("devices") or [], "memory_budget_mib": info.get("memory_budget_mib"),
+                                "memory_budgets_mib": info.get("memory_budgets_mib") or [],
                                 "last_error": status.get("last_error")})
     return out
 

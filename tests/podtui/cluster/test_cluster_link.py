@@ -82,6 +82,8 @@ def test_link_then_a_chat_completion_through_podtuis_tunnel(pods):
     assert status["server"]["state"] == "ready" and {l["state"] for l in status["server"]["links"]} == {"up"}
     assert [b["state"] for b in status["backends"]] == ["ready", "ready"]
     assert [b["link"] for b in status["server"]["backends"]] == ["backend-a", "backend-b"]
+    assert status["server"]["model"] and status["server"]["ctx"] > 0
+    assert [b["memory_budgets_mib"] for b in status["backends"]] == [[400], [300]]
     listed = json.loads(run_podtui(pods["env"], "cluster", "list", "--json").stdout)
     assert [c["name"] for c in listed["clusters"]] == ["c1"]
     print(f"link + ready + chat in {time.monotonic() - started:.1f} s")
