@@ -285,13 +285,8 @@ class RunpodDouble(PodLogRoutes, ServerlessRoutes, ClusterRoutes):
             return self._route_serverless(handler, method, segments, query, body)
         if segments[:2] != ["v2", "pods"]:
             return self._problem(handler, 404, "Not Found", "resource not found")
-        if len(segments) == 2:
-            if method == "GET":
-                with self._lock:
-                    pods = [dict(p) for p in self.pods.values() if p["status"] != "TERMINATED"]
-                return self._send_json(handler, 200, {"pods": pods}, "ListPodsResponse")
-            if method == "POST":
-                return self._create(handler, body)
+        if len(segments) == 2 and method == "POST":   # GET /v2/pods: runpod_clusters.py (it hides members)
+            return self._create(handler, body)
         pod_id = segments[2] if len(segments) > 2 else ""
         with self._lock:
             pod = self.pods.get(pod_id)
