@@ -114,16 +114,23 @@ def _int(env: dict[str, str], name: str, low: int, high: int) -> int | None:
 
 def check_bind(address: str, node_addr: str | None) -> str:
     """address when ggml-rpc-server may listen there: a numeric IPv4 that is loopback or this Instant
-    Cluster node's overlay address (node_addr, Runpod's NODE_ADDR). Raises RoleError saying why not."""
+    Cluster node's overlay address (node_addr, Runpod's NODE_ADDR) when that is a private address (an
+    environment variable anyone can set must not open a public port). Raises RoleError saying why not."""
     try:
         ip = ipaddress.IPv4Address(address)
     except ValueError:
         raise RoleError(f"APP_BIND={address!r} is not a numeric IPv4 address, the only form ggml-rpc-server takes; "
                         f"use {LOOPBACK}, or NODE_ADDR on a Runpod Instant Cluster") from None
-    if ip.is_loopback or (node_addr and address == node_addr.strip()):
+    if ip.is_loopback:
         return address
     why = ("ggml-rpc-server has no authentication: anyone who reaches its port can run code in it (llama.cpp's "
            "own README: never run it on an open network)")
+    if node_addr and address == node_addr.strip() and ip.is_private and not ip.is_unspecified:
+        return address   # Runpod's overlay is private (10.65.0.0/16, RPC.md §5.1); NODE_ADDR is only a variable
+    if node_addr and address == node_addr.strip():
+        raise RoleError(f"APP_BIND={address} (NODE_ADDR) is refused: an Instant Cluster's overlay address is "
+                        f"private (e.g. 10.65.0.2), this one is {'every interface' if ip.is_unspecified else 'public'}, "
+                        f"and {why}. Keep the default {LOOPBACK} (podtui links backends over verified SSH)")
     if ip.is_unspecified:
         raise RoleError(f"APP_BIND={address} is refused: it listens on every interface, and {why}. Keep the "
                         f"default {LOOPBACK} (podtui links backends over verified SSH), or on a Runpod Instant "
@@ -231,8 +238,8 @@ def _rank(env: dict[str, str]) -> tuple[int, int]:
         raw = _get(env, name)
         if not raw:
             raise RoleError(f"APP_MODE=rank needs {name}, which is unset: {fix}")
-        if not raw.isdigit() or not low <= int(raw) <= MAX_BACKENDS:
-            high = MAX_BACKENDS + 1 if name == "NUM_NODES" else MAX_BACKENDS
+        high = MAX_BACKENDS + 1 if name == "NUM_NODES" else MAX_BACKENDS
+        if not raw.isdigit() or not low <= int(raw) <= high:
             raise RoleError(f"{name}={raw!r} is not a number from {low} to {high} (llama.cpp takes at most "
                             f"{MAX_BACKENDS} backends); {fix}")
         values.append(int(raw))

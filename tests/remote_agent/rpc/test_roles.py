@@ -190,6 +190,8 @@ def test_rank_0_is_the_server_on_the_link_ports_and_every_other_rank_a_backend_o
         BACKEND, "10.65.0.3", 50052, 20000, 2)
     given = cluster_from_env({**RANK_ENV, "NODE_RANK": "0", "APP_RPC_BACKENDS": "10.65.0.3:50052,10.65.0.4:50052"})
     assert given.rpc_list == "10.65.0.3:50052,10.65.0.4:50052"
+    sixteen = cluster_from_env({**RANK_ENV, "NODE_RANK": "0", "NUM_NODES": "16"})   # Runpod's largest: 15 backends
+    assert len(sixteen.backends) == 15
 
 
 @pytest.mark.parametrize("env, problem", [
@@ -199,6 +201,11 @@ def test_rank_0_is_the_server_on_the_link_ports_and_every_other_rank_a_backend_o
     ({"NODE_RANK": "3"}, "NODE_RANK=3 is not below NUM_NODES=3"),
     ({"NUM_NODES": "1", "NODE_RANK": "0"}, "NUM_NODES='1' is not a number from 2 to 16"),
     ({"NUM_NODES": "40", "NODE_RANK": "0"}, "NUM_NODES='40' is not a number from 2 to 16"),
+    ({"NUM_NODES": "17", "NODE_RANK": "0"}, "NUM_NODES='17' is not a number from 2 to 16"),
+    # NODE_ADDR is only a variable: it opens no public or every-interface port
+    ({"NODE_RANK": "1", "NODE_ADDR": "0.0.0.0"}, "APP_BIND=0.0.0.0 (NODE_ADDR) is refused"),
+    ({"NODE_RANK": "1", "NODE_ADDR": "8.8.8.8"}, "APP_BIND=8.8.8.8 (NODE_ADDR) is refused"),
+    ({"NODE_RANK": "1", "NODE_ADDR": "0.0.0.0", "APP_BIND": "0.0.0.0"}, "APP_BIND=0.0.0.0 (NODE_ADDR) is refused"),
     ({"NODE_RANK": "1", "NODE_ADDR": None}, "APP_BIND=NODE_ADDR means this Instant Cluster node's overlay address, "
                                             "but NODE_ADDR is unset"),
 ])
