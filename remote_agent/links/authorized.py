@@ -2,15 +2,18 @@
 
 `restrict` turns off every forwarding, the pty, agent and X11 and ~/.ssh/rc; `port-forwarding`
 turns local forwarding back on and `permitopen` limits it to this backend's ggml-rpc-server
-(APP_BIND:APP_PORT); `command=` forces a command that only waits (so the session exists, which
-is what makes OpenSSH set TCP_NODELAY, RPC.md fact 19) and ends when the link does. The line is
-marked with the comment `podtui-cluster`, and a new key replaces the old one.
+(APP_BIND:APP_PORT); `command=` forces the link's session: by default one that only waits (so the
+session exists, which is what makes OpenSSH set TCP_NODELAY, RPC.md fact 19) and ends when the link
+does; the agent forces session_command, which also reports each new ggml-rpc-server process
+(session.py) and falls back to the plain wait should Python fail to start. The line is marked with
+the comment `podtui-cluster`, and a new key replaces the old one.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
 from pathlib import Path
 
 from remote_agent.links.command import REMOTE_COMMAND
@@ -23,14 +26,26 @@ class AuthorizeError(ValueError):
     """A public key that cannot be authorized; the message says what it must be."""
 
 
-def key_line(public_key: str, bind: str, port: int) -> str:
-    """The authorized_keys line for the cluster key (only `type base64` of public_key is kept).
-    Raises AuthorizeError for anything that is not one OpenSSH public key."""
+def session_command(python: str, record: Path) -> str:
+    """The forced command that runs session.py with python (the agent's interpreter) on record (the
+    backend agent's engine-process.json), or waits like REMOTE_COMMAND if that cannot start."""
+    record = shlex.quote(str(Path(record).absolute()))  # sshd runs it in root's home
+    return f"{shlex.quote(python)} -m remote_agent.links.session --record {record} 2>/dev/null || exec {REMOTE_COMMAND}"
+
+
+def key_line(public_key: str, bind: str, port: int, command: str = REMOTE_COMMAND) -> str:
+    """The authorized_keys line for the cluster key (only `type base64` of public_key is kept), forcing
+    command. Raises AuthorizeError for anything that is not one OpenSSH public key, or a command that
+    authorized_keys cannot quote (a `"`, a backslash or a line break, e.g. in the state dir's path)."""
     parts = public_key.split()
     key = " ".join(parts[:2])
     if not _KEY.match(key):
         raise AuthorizeError("public_key must be one OpenSSH public key (`ssh-ed25519 AAAA…`)")
-    options = f'restrict,port-forwarding,permitopen="{bind}:{port}",command="{REMOTE_COMMAND}"'
+    if any(c in command for c in '"\\\n\r'):
+        raise AuthorizeError("the link's forced command cannot hold a double quote, a backslash or a line "
+                             "break (authorized_keys cannot quote them): move the agent's state dir to a "
+                             "plain path")
+    options = f'restrict,port-forwarding,permitopen="{bind}:{port}",command="{command}"'
     return f"{options} {key} {MARK}"
 
 

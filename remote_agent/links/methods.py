@@ -5,7 +5,8 @@
   up or refused, or after `wait_s` (default 20).
 - `cluster.unlink` (server role): stop the links and delete the key; {"links": []}.
 - `cluster.authorize` (backend role): put the cluster's public key in authorized_keys, limited to
-  forwarding this backend's RPC port (links/authorized.py); without public_key, remove it.
+  forwarding this backend's RPC port and forcing the link's session (links/authorized.py,
+  links/session.py: it reports each new ggml-rpc-server to the server's link); without public_key, remove it.
   Answers {"authorized_keys": path, "permitopen": "bind:port", "installed": bool}.
 `budgets_mib` (optional, MiB per backend: their APP_MEM) becomes the fit's budget per RPC device when a
 fit.search or ctx auto names none. The links survive a daemon restart: their specs are kept in state_dir/links/links.json.
@@ -16,9 +17,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 
+from remote_agent.engine.orphan import RECORD_FILE
 from remote_agent.engine.roles import BACKEND, ENGINE, NONE, SERVER
-from remote_agent.links.authorized import AuthorizeError, install, key_line
+from remote_agent.links.authorized import (
+    AuthorizeError,
+    install,
+    key_line,
+    session_command,
+)
 from remote_agent.links.spec import LinkParamError, LinkSpec, parse_links
 
 log = logging.getLogger("remote_agent.links")
@@ -61,7 +69,8 @@ class LinkMethods:
         s = self.role.settings
         path = self.settings.authorized_keys
         try:
-            line = key_line(params["public_key"], s.bind, s.port) if params.get("public_key") else None
+            command = session_command(sys.executable, self.settings.state_dir / RECORD_FILE)
+            line = key_line(params["public_key"], s.bind, s.port, command) if params.get("public_key") else None
         except AuthorizeError as exc:
             raise WireError(BAD_PARAMS, f"cluster.authorize: {exc}") from None
         await asyncio.to_thread(install, path, line)

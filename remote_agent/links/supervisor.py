@@ -5,7 +5,11 @@ starting (ssh runs, its forward not listening yet) → up (127.0.0.1:LOCAL liste
 /proc/net/tcp, never by connecting, since a connection through the link takes the backend's one
 client slot) → down (ssh ended; restarted after a backoff of 1, 2, 4 … 15 s, reset once a link stays
 up 30 s) or refused (the backend presented another host key than podtui pinned: never retried, a new
-`cluster.link` with a verified key is needed) → stopped. The server role's engine needs no hook:
+`cluster.link` with a verified key is needed) → stopped. The link's session on the backend
+(session.py) prints a line for each new ggml-rpc-server process there; a line naming another process
+than the one seen before is a backend restart, kept as `last_backend_restart` (a ggml-rpc-server that
+died and came back within a second answers the next handshake, so nothing else can name it). The
+server role's engine needs no hook:
 llama-server aborts when a link drops, and its pre-start handshake (engine/backends.py) waits,
 paused, until every link answers again, then starts it.
 """
@@ -23,6 +27,7 @@ from pathlib import Path
 
 from remote_agent.engine.rpc_wire import listening
 from remote_agent.links.command import ssh_command
+from remote_agent.links.session import parse_line
 from remote_agent.links.spec import LinkSpec
 
 log = logging.getLogger("remote_agent.links")
@@ -58,6 +63,21 @@ class Link:
         self.restarts = 0
         self.last_error: str | None = None
         self.proc: asyncio.subprocess.Process | None = None
+        self.rpc_server: tuple[int, int] | None = None  # (pid, start_ticks) of the backend's ggml-rpc-server
+        self.last_backend_restart: dict | None = None  # {"pid", "previous_pid", "at" (time.time())}
+        self.restarted_at: float | None = None  # monotonic
+
+    def note_line(self, line: str) -> None:
+        """One line of the link's session (session.py); a new ggml-rpc-server process is a restart."""
+        key = parse_line(line)
+        if key is None:
+            return
+        if self.rpc_server is not None and key != self.rpc_server:
+            self.last_backend_restart = {"pid": key[0], "previous_pid": self.rpc_server[0], "at": time.time()}
+            self.restarted_at = time.monotonic()
+            log.warning("link %s: the backend's ggml-rpc-server restarted (pid %d, now %d); a llama-server "
+                        "abort just before came from this backend", self.spec.name, self.rpc_server[0], key[0])
+        self.rpc_server = key
 
     def _set(self, state: str, error: str | None = None) -> None:
         if state != self.state:
@@ -88,9 +108,10 @@ class Link:
     async def _one_run(self) -> str:
         """Run ssh once; returns its stderr. The state turns up once the forward listens."""
         self.proc = await asyncio.create_subprocess_exec(
-            *self.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
+            *self.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, start_new_session=True)
         reader = asyncio.create_task(self.proc.stderr.read())
+        lines = asyncio.create_task(self._read_session(self.proc.stdout))
         deadline = time.monotonic() + UP_TIMEOUT_S
         while self.proc.returncode is None:
             if self.state == STARTING and self.listening(self.spec.local_port):
@@ -102,7 +123,12 @@ class Link:
             except TimeoutError:
                 pass
         data = await reader
+        await lines
         return data.decode(errors="replace")
+
+    async def _read_session(self, stdout: asyncio.StreamReader) -> None:
+        while raw := await stdout.readline():
+            self.note_line(raw.decode(errors="replace"))
 
     def _kill(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
@@ -133,11 +159,18 @@ class Link:
             pass
 
     def snapshot(self) -> dict:
-        """{name, endpoint, backend ("host:port" of its sshd), state, for_s, restarts, last_error}."""
+        """{name, endpoint, backend ("host:port" of its sshd), state, for_s, restarts, last_error,
+        rpc_server_pid (the backend's ggml-rpc-server as its session last reported it, or None),
+        last_backend_restart ({"pid", "previous_pid", "s_ago"} or None)}."""
+        restart = None
+        if self.last_backend_restart is not None:
+            restart = {"pid": self.last_backend_restart["pid"], "previous_pid": self.last_backend_restart["previous_pid"],
+                       "s_ago": round(time.monotonic() - self.restarted_at, 1)}
         return {"name": self.spec.name, "endpoint": self.spec.endpoint,
                 "backend": f"{self.spec.host}:{self.spec.port}", "rpc_port": self.spec.rpc_port,
                 "state": self.state, "for_s": round(time.monotonic() - self.since, 1),
-                "restarts": self.restarts, "last_error": self.last_error}
+                "restarts": self.restarts, "last_error": self.last_error,
+                "rpc_server_pid": self.rpc_server[0] if self.rpc_server else None, "last_backend_restart": restart}
 
 
 class LinkSet:
@@ -199,13 +232,25 @@ class LinkSet:
     def snapshot(self) -> list[dict]:
         return [link.snapshot() for link in self.links]
 
+    def restarted_within(self, endpoint: str, seconds: float) -> str | None:
+        """The name of the link serving endpoint ("127.0.0.1:PORT") when its backend's ggml-rpc-server
+        restarted in the last seconds, else None: who to name for a llama-server abort that the
+        pre-start handshake cannot pin on anyone (every backend answers again)."""
+        for link in self.links:
+            if (link.spec.endpoint == endpoint and link.restarted_at is not None
+                    and time.monotonic() - link.restarted_at <= seconds):
+                return link.spec.name
+        return None
+
     def annotate(self, cluster: dict) -> None:
         """The server's status.cluster block gains "links" (snapshots), and each backend entry whose
-        endpoint a link serves its "link" (name) and "link_state", so a backend found down by the
-        handshake is named as podtui named it, with the state of the link that reaches it."""
+        endpoint a link serves its "link" (name), "link_state" and "backend_restarted_s_ago" (None when
+        its session never reported a restart), so a backend found down by the handshake, or one that
+        restarted, is named as podtui named it."""
         cluster["links"] = self.snapshot()
         by_endpoint = {link.spec.endpoint: link for link in self.links}
         for entry in cluster.get("backends") or []:
             link = by_endpoint.get(entry.get("endpoint"))
             if link is not None:
-                entry.update(link=link.spec.name, link_state=link.state)
+                entry.update(link=link.spec.name, link_state=link.state, backend_restarted_s_ago=(
+                    round(time.monotonic() - link.restarted_at, 1) if link.restarted_at is not None else None))
