@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from remote_agent.engine.rpc_wire import listening
-from remote_agent.links.authorized import key_line
+from remote_agent.links.authorized import key_line, session_command
 from remote_agent.links.command import naive_command, ssh_command
 from remote_agent.links.spec import parse_links
 from tests.testbed import cache, models
@@ -177,7 +177,9 @@ class Links:
             if cpu is not None:  # its session processes, forked later, inherit the CPU
                 subprocess.run(["taskset", "-a", "-p", "-c", str(cpu), str(sshd.proc.pid)], check=True,
                                stdout=subprocess.DEVNULL)
-            sshd.authorized_keys.write_text(key_line(public, "127.0.0.1", rpc_port) + "\n")
+            # the agent's forced session (links/session.py), watching a record no agent writes here
+            command = session_command(sys.executable, work / f"agent{i}" / "engine-process.json")
+            sshd.authorized_keys.write_text(key_line(public, "127.0.0.1", rpc_port, command) + "\n")
             self.sshds.append(sshd)
             specs.append({"name": f"b{i}", "endpoint": f"127.0.0.1:{free_port()}", "host": "127.0.0.1",
                           "port": sshd.port, "user": "root", "rpc_port": rpc_port, "host_key_alias": f"b{i}"})
