@@ -104,7 +104,10 @@ def list_clusters(as_json: bool) -> None:
         kind = ""
         if record.get("kind") == "instant":
             live = by_id.get(record.get("cluster_id"))
-            state = ", ".join(f"{n} {s}" for s, n in live["by_status"].items()) if live else "not on Runpod"
+            if live:
+                state = ", ".join(f"{n} {s}" for s, n in live["by_status"].items())
+            else:   # with no answer from Runpod nothing is known: never say it is gone (and no longer billed)
+                state = "Runpod not asked" if note else "not on Runpod"
             kind = f"  instant {record['cluster_id']} ({state})"
         click.echo(f"{record['name']}  server {record.get('server') or '-'}  backends "
                    f"{', '.join(record.get('backends') or []) or '-'}{'  direct' if record.get('direct') else ''}{kind}")
@@ -138,9 +141,33 @@ def status(name: str, connect_timeout: float, as_json: bool) -> None:
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True)
 def unlink(name: str, as_json: bool) -> None:
-    """Stop NAME's links, remove the cluster key from its backends and forget it (pods keep running)."""
+    """Stop NAME's links, remove the cluster key from its backends and forget it (pods keep running).
+
+    A --direct cluster's server drops the backends' overlay endpoints (back to its APP_RPC_BACKENDS).
+    An Instant Cluster stays remembered, so that `cluster terminate NAME` can still delete it."""
     result = clusters.unlink_cluster(name)
-    click.echo(json.dumps(result) if as_json else f"unlinked {name}")
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    told = ", ".join(f"{ref} ({method})" for ref, method in result["unlinked"].items()) or "no member was asked"
+    click.echo(f"unlinked {name}: {told}")
+
+
+def _check_launch_flags(instant: bool, direct: bool, gpu_count: int, first_link_port: int, cloud: str,
+                        overlay_ssh_port: int) -> None:
+    """Refuse, before anything is created and billed, the flags that do not apply to this kind of launch."""
+    if direct and not instant:
+        raise UsageProblem("--direct needs --instant", "ordinary pods have no private overlay: drop --direct "
+                           "(SSH links), or add --instant")
+    if gpu_count != 1 and not instant:
+        raise UsageProblem("--gpu-count is for --instant", "drop it, or add --instant")
+    if overlay_ssh_port != 22 and (not instant or direct):
+        raise UsageProblem("--overlay-ssh-port is for --instant with SSH links", "drop it (or drop --direct)")
+    if instant and first_link_port != 60151:
+        raise UsageProblem("--first-link-port is not for --instant: every member gets one env, in which rank 0's "
+                           "links listen on 127.0.0.1:60151,…", "drop --first-link-port")
+    if instant and cloud != "SECURE":
+        raise UsageProblem("--cloud is not for --instant: a cluster request names no cloud", "drop --cloud")
 
 
 def _app_mem(value: str | None, gpu_count: int) -> str | None:
@@ -185,6 +212,9 @@ def _provider():
 @click.option("--overlay-ssh-port", type=click.IntRange(1, 65535), default=22, show_default=True,
               help="--instant, with links: the port the members' sshd listens on inside the pod, which the "
                    "server reaches over the overlay (the image's REMOTE_AGENT_SSHD_PORT).")
+@click.option("--with-hf-token", is_flag=True,
+              help="Pass HF_TOKEN from this environment (never from the command line) for a gated or private "
+                   "MODEL: to the server pod only, or with --instant to every member (one env for all).")
 @click.option("--image", default=None, help="Image (default: podtui's pinned image, the same on every pod).")
 @click.option("--volume-gb", type=click.IntRange(10, 100000), default=50, show_default=True)
 @click.option("--cloud", type=click.Choice(["SECURE", "COMMUNITY"]), default="SECURE", show_default=True,
@@ -196,8 +226,8 @@ def _provider():
               help="Seconds for each pod's printed host keys.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object; progress as JSON lines on stderr.")
 def launch(backend_count: int, gpu: str, gpu_count: int, model: str, ctx: str | None, name: str, app_mem: str | None,
-           instant: bool, direct: bool, overlay_ssh_port: int, image: str | None, volume_gb: int, cloud: str,
-           first_link_port: int, wait_timeout: float, log_timeout: float, as_json: bool) -> None:
+           instant: bool, direct: bool, overlay_ssh_port: int, with_hf_token: bool, image: str | None, volume_gb: int,
+           cloud: str, first_link_port: int, wait_timeout: float, log_timeout: float, as_json: bool) -> None:
     """Launch a cluster on Runpod and link it (as `cluster link`), billed until terminated.
 
     \b
@@ -217,23 +247,20 @@ def launch(backend_count: int, gpu: str, gpu_count: int, model: str, ctx: str | 
 
     if problem := model_problem(model):
         raise UsageProblem(f"--model: {problem}", "fix MODEL before any pod is created and billed")
-    if direct and not instant:
-        raise UsageProblem("--direct needs --instant", "ordinary pods have no private overlay: drop --direct "
-                           "(SSH links), or add --instant")
-    if gpu_count != 1 and not instant:
-        raise UsageProblem("--gpu-count is for --instant", "drop it, or add --instant")
-    if instant and first_link_port != 60151:
-        raise UsageProblem("--first-link-port is not for --instant: every member gets one env, in which rank 0's "
-                           "links listen on 127.0.0.1:60151,…", "drop --first-link-port")
-    if instant and cloud != "SECURE":
-        raise UsageProblem("--cloud is not for --instant: a cluster request names no cloud", "drop --cloud")
+    _check_launch_flags(instant, direct, gpu_count, first_link_port, cloud, overlay_ssh_port)
     app_mem = _app_mem(app_mem, gpu_count)
+    hf_token = None
+    if with_hf_token:
+        hf_token = os.environ.get("HF_TOKEN", "").strip()
+        if not hf_token:
+            raise UsageProblem("--with-hf-token given but HF_TOKEN is not set here",
+                               "export HF_TOKEN=… first (https://huggingface.co/settings/tokens)")
     if name in clusters.load_clusters():
         raise UsageProblem(f"a cluster named {name!r} is already known", "pick another --name, or terminate or "
                            f"unlink that one first (podtui cluster terminate {name})")
     ctx_value = ctx_option(ctx)
     base = PodSpec(gpu=gpu, model=model, name=name, ctx=None if ctx_value is None else str(ctx_value),
-                   volume_gb=volume_gb, image=image or "", cloud=cloud, gpu_count=gpu_count)
+                   volume_gb=volume_gb, image=image or "", cloud=cloud, gpu_count=gpu_count, hf_token=hf_token)
     provider = _provider()
     service = PodService(provider, wait_timeout_s=wait_timeout, block_timeout_s=log_timeout,
                          poll_s=float(os.environ.get("PODTUI_POLL_S") or 5.0))

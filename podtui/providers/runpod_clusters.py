@@ -63,7 +63,7 @@ class InstantCluster:
 
 
 @dataclass(frozen=True)
-class Member:
+class ClusterPod:
     """One member pod: the Pod (ssh: its own public 22/tcp, as for any pod), its rank (NODE_RANK; None
     until assigned) and overlay ip (PodCluster.ip; None until assigned)."""
     pod: Pod
@@ -83,21 +83,26 @@ def cluster_from_json(data: object) -> InstantCluster:
     by_status = pods.get("byStatus") if isinstance(pods.get("byStatus"), dict) else {}
     return InstantCluster(
         id=data["id"], name=str(data.get("name") or ""), gpu=str(compute.get("gpuTypeId") or ""),
-        gpu_count=int(compute.get("gpuCountPerPod") or 1), pod_count=int(compute.get("podCount") or 0),
-        pods_total=int(pods.get("total") or 0),
+        gpu_count=_count(compute.get("gpuCountPerPod"), 1), pod_count=_count(compute.get("podCount"), 0),
+        pods_total=_count(pods.get("total"), 0),
         by_status={str(k): int(v) for k, v in by_status.items() if isinstance(v, int)},
         primary_pod_id=primary.get("podId"), primary_status=primary.get("status"),
         primary_ssh=primary.get("sshEndpoint"), network_cidr=network.get("cidr"),
         data_center=data.get("dataCenterId"), created_at=data.get("createdAt"))
 
 
-def member_from_json(data: object) -> Member:
-    """A member Pod response → Member (pod_from_json plus Pod.cluster's rank and ip)."""
+def _count(value: object, default: int) -> int:
+    """A count from a response: an int as sent, else default (a malformed field never raises)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else default
+
+
+def member_from_json(data: object) -> ClusterPod:
+    """A member Pod response → ClusterPod (pod_from_json plus Pod.cluster's rank and ip)."""
     pod = pod_from_json(data)
     cluster = data.get("cluster") if isinstance(data.get("cluster"), dict) else {}
     rank = cluster.get("rank")
     ip = cluster.get("ip")
-    return Member(pod, rank if isinstance(rank, int) else None, ip if isinstance(ip, str) and ip else None)
+    return ClusterPod(pod, rank if isinstance(rank, int) else None, ip if isinstance(ip, str) and ip else None)
 
 
 def cluster_body(*, name: str, image: str, gpu: str, gpu_count: int, pod_count: int, env: dict[str, str],
@@ -142,7 +147,7 @@ class RunpodClusters:
             raise MalformedResponse("Runpod sent a cluster list podtui cannot read", "try again in a minute")
         return [cluster_from_json(item) for item in data["clusters"]]
 
-    def members(self, cluster_id: str) -> list[Member]:
+    def members(self, cluster_id: str) -> list[ClusterPod]:
         """`GET /v2/clusters/{id}/pods`: the full member pods, by rank (unranked last)."""
         data = self.api.call("GET", f"/v2/clusters/{_path_id(cluster_id)}/pods",
                              what=f"listing cluster {cluster_id}'s pods", subject=CLUSTERS)

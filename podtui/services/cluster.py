@@ -18,7 +18,6 @@ Clusters are remembered in podtui's config dir (clusters.json: names and members
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable
@@ -32,6 +31,14 @@ from podtui import paths
 from podtui.agent.client import AgentClient
 from podtui.errors import PodtuiError, UsageProblem
 from podtui.services import sessions
+from podtui.services.cluster_records import (  # noqa: F401 (services.cluster is where callers look them up)
+    clusters_file,
+    find_cluster,
+    forget_cluster,
+    load_clusters,
+    save_cluster,
+    update_cluster,
+)
 from podtui.services.sessions import SessionTarget
 from podtui.ssh.connection import ConnectOptions
 from podtui.ssh.known_hosts import KnownHosts
@@ -103,7 +110,8 @@ def backend_budgets(backends: list[Member]) -> list[int] | None:
     status.cluster.memory_budgets_mib (one per device it lends, APP_MEM=20000,20000), else its single
     memory_budget_mib. None (the server fits to free memory) when some backend set no APP_MEM. Raises
     ClusterProblem when a backend's budgets do not match the devices it reports (the agent can check the
-    count only when ARGS names them with -d)."""
+    count only when ARGS names them with -d; a backend whose ggml-rpc-server has not listed them yet is
+    not checked)."""
     budgets: list[int] = []
     for backend in backends:
         info = backend.cluster
@@ -111,7 +119,7 @@ def backend_budgets(backends: list[Member]) -> list[int] | None:
         if not mine:
             return None
         devices = [d.get("name") for d in info.get("devices") or []]
-        if len(mine) != len(devices):
+        if devices and len(mine) != len(devices):   # none listed yet: ggml-rpc-server has not printed them
             raise ClusterProblem(f"{backend.ref} sets APP_MEM={','.join(map(str, mine))} ({len(mine)} budget(s)) "
                                  f"but lends {len(devices)} device(s) ({', '.join(map(str, devices)) or 'none'})",
                                  "give one MiB budget per device, in its order: APP_MEM="
@@ -198,7 +206,13 @@ def link_cluster(server_ref: str, backend_refs: list[str], *, name: str | None =
             links = answer["links"]
     record = {"name": name or server_ref, "server": server_ref, "backends": list(backend_refs), "direct": direct,
               "reach": reach, "linked_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **(extra or {})}
-    save_cluster(record)
+
+    def relinked(old: dict | None) -> dict:
+        # The same server linked again keeps what only the launch knew (an Instant Cluster's kind and
+        # Runpod id, without which `cluster terminate` cannot delete it); another server starts afresh.
+        kept = {k: old[k] for k in ("kind", "cluster_id") if k in old} if old and old.get("server") == server_ref else {}
+        return {**kept, **record}
+    record = update_cluster(record["name"], relinked)
     bad = [link for link in links if link["state"] != "up"]
     if bad:
         raise ClusterProblem("link(s) not up: " + "; ".join(f"{l['name']} {l['state']}: {l['last_error']}" for l in bad),
@@ -221,45 +235,6 @@ def wait_for_agents(pod_ids: list[str], progress: Progress, timeout_s: float) ->
                     raise
                 progress("agent", f"waiting for {pod_id}'s agent: {exc.title}")
                 time.sleep(2)
-
-
-def clusters_file():
-    """<config>/clusters.json: {name: {name, server, backends, direct, reach, linked_at}}, no secrets."""
-    return paths.config_dir() / "clusters.json"
-
-
-def load_clusters() -> dict[str, dict]:
-    """The remembered clusters by name ({} when none)."""
-    try:
-        return json.loads(clusters_file().read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def save_cluster(record: dict) -> None:
-    """Remember record under its name (replacing one of the same name). Raises OSError."""
-    clusters = load_clusters()
-    clusters[record["name"]] = record
-    clusters_file().parent.mkdir(parents=True, exist_ok=True)
-    clusters_file().write_text(json.dumps(clusters, indent=1))
-
-
-def forget_cluster(name: str) -> bool:
-    """Forget the cluster NAME; False when there was none."""
-    clusters = load_clusters()
-    if clusters.pop(name, None) is None:
-        return False
-    clusters_file().write_text(json.dumps(clusters, indent=1))
-    return True
-
-
-def find_cluster(name: str) -> dict:
-    """A remembered cluster by name; raises UsageProblem naming the known ones."""
-    clusters = load_clusters()
-    if name not in clusters:
-        known = ", ".join(sorted(clusters)) or "none"
-        raise UsageProblem(f"no cluster named {name!r} (known: {known})", "see `podtui cluster list`")
-    return clusters[name]
 
 
 def cluster_status(name: str, *, options: ConnectOptions | None = None,
@@ -291,7 +266,7 @@ def cluster_status(name: str, *, options: ConnectOptions | None = None,
                       "backends": cluster.get("backends") or [], "last_error": server.get("last_error"),
                       "build": cluster.get("build"), "model": server.get("model"), "ctx": server.get("ctx")},
            "backends": []}
-    for ref in record["backends"]:
+    for ref in record.get("backends") or []:
         status = ask(ref)
         info = status.get("cluster") or {}
         out["backends"].append({"ref": ref, "state": status.get("state"), "build": info.get("build"),
@@ -304,17 +279,24 @@ def cluster_status(name: str, *, options: ConnectOptions | None = None,
 
 def unlink_cluster(name: str, *, options: ConnectOptions | None = None,
                    resolve: Callable[[str], SessionTarget] | None = None) -> dict:
-    """Stop the server's links and remove the cluster key from every backend; forget the cluster (an
-    Instant Cluster's record is kept, without links: `cluster terminate` still deletes it)."""
+    """Stop the server's links and remove the cluster key from every backend (a --direct cluster: the
+    server drops the overlay endpoints, back to APP_RPC_BACKENDS); forget the cluster (an Instant
+    Cluster's record is kept, without links: `cluster terminate` still deletes it). Returns {"name",
+    "unlinked": {ref: method}}. Raises UsageProblem (no such cluster), CannotConnect, AgentError."""
     record = find_cluster(name)
     resolve = resolve or sessions.resolve_session_target
     known_hosts = KnownHosts(paths.known_hosts_file())
     done = {}
-    for ref, method in ((record["server"], "cluster.unlink"), *((b, "cluster.authorize") for b in record["backends"])):
-        if record.get("direct"):
-            break
+    server = record.get("server")
+    if record.get("direct"):   # no links: the server forgets the backends' overlay endpoints podtui gave it
+        calls = [(server, "cluster.direct", {"endpoints": []})]
+    else:
+        calls = [(server, "cluster.unlink", {}), *((b, "cluster.authorize", {}) for b in record.get("backends") or [])]
+    for ref, method, params in calls:
+        if not ref:   # an Instant Cluster whose launch stopped before its members were known
+            continue
         with sessions.agent_session(resolve(ref), known_hosts, options=options) as client:
-            client.call(method, {}, timeout=30)
+            client.call(method, params, timeout=30)
             done[ref] = method
     if record.get("kind") == "instant":  # kept: its Runpod cluster id is how `cluster terminate` deletes it
         save_cluster({**record, "reach": {}, "linked_at": None})

@@ -31,7 +31,8 @@ def member_specs(base: PodSpec, backends: int, name: str, app_mem: str | None,
     specs = []
     for index in range(backends):
         env = {**base.extra_env, "APP_MODE": "backend", **({"APP_MEM": str(app_mem)} if app_mem else {})}
-        specs.append(replace(base, name=f"{name}-backend-{index + 1}", model="", ctx=None, extra_env=env))
+        specs.append(replace(base, name=f"{name}-backend-{index + 1}", model="", ctx=None, extra_env=env,
+                             hf_token=None))   # a backend downloads no model: HF_TOKEN goes to the server only
     endpoints = ",".join(f"127.0.0.1:{first_link_port + i}" for i in range(backends))
     specs.append(replace(base, name=f"{name}-server",
                          extra_env={**base.extra_env, "APP_MODE": "server", "APP_RPC_BACKENDS": endpoints}))

@@ -28,7 +28,7 @@ from contextlib import ExitStack
 
 from podtui.errors import PodtuiError
 from podtui.providers.base import PodSpec, ProviderError
-from podtui.providers.runpod_clusters import InstantCluster, Member, RunpodClusters, cluster_body
+from podtui.providers.runpod_clusters import ClusterPod, InstantCluster, RunpodClusters, cluster_body
 from podtui.services import cluster as clusters
 from podtui.services.pods import FAILED_STATUSES, PodService
 
@@ -91,13 +91,13 @@ def launch_instant(provider, base: PodSpec, backends: int, *, name: str, app_mem
               "direct": direct, "reach": {}, "linked_at": None}
     clusters.save_cluster(record)
     try:
-        members = wait_for_members(api, made, service, progress)
+        members = wait_for_members(api, made, service, progress, count)
         for member in members:
             service.pin(member.pod, service.fetch_printed_block(member.pod, progress))
             progress("pinned", f"{member.pod.id} (rank {member.rank}): host keys pinned from its log")
         server, others = members[0], members[1:]
         record.update(server=server.pod.id, backends=[m.pod.id for m in others])
-        clusters.save_cluster(record)
+        clusters.update_cluster(name, lambda old: {**(old or {}), **record})
         clusters.wait_for_agents([m.pod.id for m in members], progress, agent_wait_s)
         if direct:
             result = link_direct(server, others, name=name, progress=progress)
@@ -109,16 +109,16 @@ def launch_instant(provider, base: PodSpec, backends: int, *, name: str, app_mem
         exc.fix = (f"{exc.fix}; Instant Cluster {made.id} ({name}, {count} pods) was created and is billed until "
                    f"you delete it: podtui cluster terminate {name}")
         raise
-    record = {**clusters.load_clusters().get(name, record), "kind": INSTANT, "cluster_id": made.id}
-    clusters.save_cluster(record)
+    record = clusters.update_cluster(name, lambda old: {**(old or record), "kind": INSTANT, "cluster_id": made.id})
     return {**result, **record, "links": result.get("links", []), "pods": [m.pod.id for m in members],
             "price_per_hr": price}
 
 
 def wait_for_members(api: RunpodClusters, made: InstantCluster, service: PodService,
-                     progress: Progress) -> list[Member]:
-    """Poll `GET /v2/clusters/{id}/pods` every service.poll_s s until all pod_count members are RUNNING with a
-    public 22/tcp, a rank and an overlay ip; returns them by rank. Raises ProviderError on a member in
+                     progress: Progress, expected: int) -> list[ClusterPod]:
+    """Poll `GET /v2/clusters/{id}/pods` every service.poll_s s until the expected number of members (what
+    podtui asked for, not what the reply says) are RUNNING with a public 22/tcp, a rank and an overlay ip;
+    returns them by rank. Raises ProviderError on a member in
     ERROR/TERMINATED or after service.wait_timeout_s s."""
     deadline = time.monotonic() + service.wait_timeout_s
     last = ""
@@ -129,9 +129,9 @@ def wait_for_members(api: RunpodClusters, made: InstantCluster, service: PodServ
             raise ProviderError(f"member {failed[0].pod.id} of cluster {made.id} went to {failed[0].pod.status}",
                                 "read its log in the Runpod console")
         ready = [m for m in members if m.pod.running and m.pod.ssh is not None and m.rank is not None and m.ip]
-        if len(ready) >= made.pod_count:
-            return ready
-        note = f"{len(ready)} of {made.pod_count} members running with SSH and an overlay address"
+        if len(ready) >= expected:
+            return sorted(ready, key=lambda m: m.rank)[:expected]
+        note = f"{len(ready)} of {expected} members running with SSH and an overlay address"
         if note != last:
             progress("waiting", f"cluster {made.id}: {note}")
             last = note
@@ -141,7 +141,7 @@ def wait_for_members(api: RunpodClusters, made: InstantCluster, service: PodServ
         time.sleep(service.poll_s)
 
 
-def link_direct(server: Member, backends: list[Member], *, name: str, progress: Progress) -> dict:
+def link_direct(server: ClusterPod, backends: list[ClusterPod], *, name: str, progress: Progress) -> dict:
     """No links: check roles and builds, check that each backend's ggml-rpc-server binds its overlay
     address, then send the server's agent their endpoints (`cluster.direct`, with the backends' APP_MEM
     as fit budgets). Returns link_cluster's shape with "links": []. Raises ClusterProblem, AgentError."""
@@ -169,10 +169,9 @@ def link_direct(server: Member, backends: list[Member], *, name: str, progress: 
         progress("direct", f"pointing {server.pod.id}'s llama-server at {','.join(endpoints)} (no links)")
         members[0].client.call("cluster.direct", {"endpoints": endpoints, **({"budgets_mib": budgets} if budgets
                                                                             else {})}, timeout=60)
-    record = {**clusters.load_clusters().get(name, {}), "name": name, "server": server.pod.id,
-              "backends": [b.pod.id for b in backends], "direct": True, "reach": {}, "endpoints": endpoints,
-              "linked_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    clusters.save_cluster(record)
+    fields = {"name": name, "server": server.pod.id, "backends": [b.pod.id for b in backends], "direct": True,
+              "reach": {}, "endpoints": endpoints, "linked_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    record = clusters.update_cluster(name, lambda old: {**(old or {}), **fields})
     return {**record, "links": []}
 
 

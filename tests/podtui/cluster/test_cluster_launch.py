@@ -51,10 +51,13 @@ def test_launch_links_two_backends_and_a_server_then_stop_and_terminate_them(
             return real_boot_log(pod_id, pod.sshd.host_key, tmp_path / f"boot-{pod_id}")
 
         runpod_double.boot_log = boot_log
-        out = run_podtui(runpod_env, "cluster", "launch", "--backends", "2", "--gpu", "NVIDIA A40", "--model",
-                         "org/repo:Q4_K_M", "--name", "t", "--app-mem", "500", "--first-link-port", str(first),
-                         "--log-timeout", "20", "--json", timeout=110)
+        token = "hf_cluster_secret_77"
+        out = run_podtui({**runpod_env, "HF_TOKEN": token}, "cluster", "launch", "--backends", "2", "--gpu",
+                         "NVIDIA A40", "--model", "org/repo:Q4_K_M", "--name", "t", "--app-mem", "500",
+                         "--first-link-port", str(first), "--with-hf-token", "--log-timeout", "20", "--json",
+                         timeout=110)
         assert out.returncode == 0, out.stderr
+        assert token not in out.stdout + out.stderr
         result = json.loads(out.stdout)
         assert [link["state"] for link in result["links"]] == ["up", "up"]
         created = [r["body"] for r in runpod_double.requests_to("POST", "/v2/pods")]
@@ -62,6 +65,8 @@ def test_launch_links_two_backends_and_a_server_then_stop_and_terminate_them(
         assert created[2]["env"]["APP_RPC_BACKENDS"] == f"127.0.0.1:{first},127.0.0.1:{first + 1}"
         assert created[2]["env"]["MODEL"] == "org/repo:Q4_K_M" and "MODEL" not in created[0]["env"]
         assert all(b["env"]["APP_MEM"] == "500" for b in created[:2])
+        # the gated MODEL's token goes to the server only: a backend downloads nothing
+        assert created[2]["env"]["HF_TOKEN"] == token and all("HF_TOKEN" not in b["env"] for b in created[:2])
         assert all(not any("50052" in port for port in b["ports"]) for b in created)  # RPC never published
         pods[2].daemon.wait_for_state({"ready"}, timeout=60)
 

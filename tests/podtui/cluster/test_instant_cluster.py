@@ -96,6 +96,14 @@ def test_instant_direct_launch_serves_a_chat_then_stop_is_refused_and_terminate_
         listed = json.loads(run_podtui(runpod_env, "cluster", "list", "--json").stdout)
         assert listed["clusters"][0]["runpod"]["by_status"] == {"RUNNING": 3} and listed["runpod_clusters"] == []
 
+        # unlink a --direct cluster: the server drops the overlay endpoints podtui gave it (back to its
+        # environment's link ports, where nothing listens: paused), and the record stays for terminate
+        out = run_podtui(runpod_env, "cluster", "unlink", "ic", "--json")
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["unlinked"] == {result["server"]: "cluster.direct"}
+        paused = pods[0].daemon.wait_for_state({"paused"}, timeout=40)
+        assert [b["endpoint"] for b in paused["cluster"]["backends"]] != result["endpoints"]
+
         out = run_podtui(runpod_env, "cluster", "stop", "ic")
         assert out.returncode == 1 and "Runpod's API has no stop for one" in out.stderr
         assert "podtui cluster terminate ic" in out.stderr and "Traceback" not in out.stderr
@@ -140,6 +148,11 @@ def test_instant_launch_links_over_the_overlay_with_pinned_keys_and_a_stuck_laun
         assert out.returncode == 1 and "Traceback" not in out.stderr
         assert f"Instant Cluster {stuck['id']} (stuck, 2 pods) was created and is billed" in out.stderr
         assert "podtui cluster terminate stuck" in out.stderr
+        # its record has no members yet: unlink and status say so, never a traceback
+        for verb in ("unlink", "status"):
+            out = run_podtui(runpod_env, "cluster", verb, "stuck")
+            assert "Traceback" not in out.stderr, (verb, out.stderr)
+        assert run_podtui(runpod_env, "cluster", "unlink", "stuck").returncode == 0
         out = run_podtui(runpod_env, "cluster", "terminate", "stuck", "--yes")
         assert out.returncode == 0 and stuck["id"] not in runpod_double.clusters
     finally:
@@ -171,8 +184,12 @@ def test_the_cluster_endpoints_follow_the_spec_and_bad_flags_are_refused_before_
                         (["--gpu-count", "2"], "--gpu-count is for --instant"),
                         (["--instant", "--gpu-count", "2", "--app-mem", "9000"], "--app-mem gives 1 budget(s) for 2 "
                                                                                    "GPU(s) per pod"),
-                        (["--app-mem", "9G"], "--app-mem '9G' is not MiB")):
-        out = run_podtui(runpod_env, "cluster", "launch", "--backends", "1", "--gpu", "NVIDIA A40", "--model",
-                         "org/repo:Q4_K_M", *args)
-        assert out.returncode == 2 and words in out.stderr
+                        (["--app-mem", "9G"], "--app-mem '9G' is not MiB"),
+                        (["--overlay-ssh-port", "2222"], "--overlay-ssh-port is for --instant with SSH links"),
+                        (["--instant", "--direct", "--overlay-ssh-port", "2222"], "--overlay-ssh-port is for"),
+                        (["--instant", "--cloud", "COMMUNITY"], "--cloud is not for --instant"),
+                        (["--with-hf-token"], "HF_TOKEN is not set here")):
+        out = run_podtui({k: v for k, v in runpod_env.items() if k != "HF_TOKEN"}, "cluster", "launch",
+                         "--backends", "1", "--gpu", "NVIDIA A40", "--model", "org/repo:Q4_K_M", *args)
+        assert out.returncode == 2 and words in out.stderr, (args, out.stderr)
     assert len(runpod_double.requests_to("POST", "/v2/")) == 2  # only this test's own creates
