@@ -153,15 +153,20 @@ class ClusterRole:
         """The server's check before each launch (BackendGuard.preflight, once this build's facts are
         read), then a pending `ctx auto` resolved across the devices. Returns the config to launch.
         Raises PausedUntil (a backend), NothingFits, EngineFailure fit_error."""
-        await self.read_facts()
-        config = self.with_current_rpc(config)
-        if self._refit and config.fit is None and config.fit_args and self._fit_request is not None:
-            # a split fitted to other endpoints or budgets: `ctx auto` again
-            config = replace(config, fit=self._fit_request, ctx=None, fit_args=())
-        await self.guard.preflight(config)
-        config = config if config.fit is None else await self.fit(config)
-        self._refit = False
-        return config
+        # Taken at the start: a cluster.direct that lands while this launch awaits the handshake sets it
+        # again for the next launch (which it triggers) instead of being cleared by this one.
+        refit, self._refit = self._refit, False
+        try:
+            await self.read_facts()
+            config = self.with_current_rpc(config)
+            if refit and config.fit is None and config.fit_args and self._fit_request is not None:
+                # a split fitted to other endpoints or budgets: `ctx auto` again
+                config = replace(config, fit=self._fit_request, ctx=None, fit_args=())
+            await self.guard.preflight(config)
+            return config if config.fit is None else await self.fit(config)
+        except BaseException:
+            self._refit = self._refit or refit   # not launched: the next try fits again
+            raise
 
     def with_current_rpc(self, config: EngineConfig) -> EngineConfig:
         """config with its `--rpc` value set to the endpoints of now (cluster.direct may have changed them)."""
