@@ -128,6 +128,13 @@ def status(name: str, connect_timeout: float, as_json: bool) -> None:
         return
     s = result["server"]
     click.echo(f"cluster {name}: server {s['ref']} {s['state']}  ({s['build']})")
+    if s.get("last_error"):
+        click.echo(f"  last error: {s['last_error'].get('kind') or ''} {s['last_error'].get('message')}".rstrip())
+    for entry in s.get("backends") or []:
+        # a ggml-rpc-server that restarted within a second answers the handshake again: its link saw it
+        if entry.get("backend_restarted_s_ago") is not None:
+            click.echo(f"  backend {entry.get('link') or entry.get('endpoint')}: its ggml-rpc-server restarted "
+                       f"{entry['backend_restarted_s_ago']:.0f} s ago (an abort of llama-server then was this one)")
     for item in s["links"]:
         error = f"  {item['last_error']}" if item.get("last_error") and item["state"] != "up" else ""
         click.echo(f"  link {item['name']}  {item['endpoint']} → {item['backend']}  {item['state']} "

@@ -234,3 +234,19 @@ def test_a_backend_down_behind_an_up_link_is_named_by_its_link_not_taken_for_ano
     finally:
         backend.start()
     server.wait_for_state({"ready"}, timeout=60)
+
+
+def test_cluster_status_names_a_backend_whose_rpc_server_restarted_within_a_second(pods):
+    """The handshake cannot name a backend its agent brought back at once; its link's session saw the
+    new ggml-rpc-server, and `cluster status` says so beside the server's last error."""
+    assert link(pods).returncode == 0
+    pods["server"].daemon.wait_for_state({"ready"}, timeout=60)
+    backend = pods["a"]   # rpc_pods.Pod: status() asks its agent
+    old_pid = backend.status()["pid"]
+    os.kill(old_pid, 9)   # its agent restarts it at once
+    wait_until(lambda: backend.status()["pid"] not in (None, old_pid), 20, "backend-a's rpc server restarted")
+    wait_until(lambda: links_of(pods)["backend-a"].get("last_backend_restart"), 15, "the link saw the restart")
+    out = run_podtui(pods["env"], "cluster", "status", "c1")
+    assert out.returncode == 0, out.stderr
+    assert "backend backend-a: its ggml-rpc-server restarted" in out.stdout, out.stdout
+    pods["server"].daemon.wait_for_state({"ready"}, timeout=60)
