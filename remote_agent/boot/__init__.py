@@ -29,7 +29,6 @@ import threading
 
 from remote_agent import __version__
 from remote_agent.boot import serverless
-from remote_agent.boot.notebook import start_jupyter
 from remote_agent.boot.config import (
     BootConfig,
     BootConfigError,
@@ -38,11 +37,11 @@ from remote_agent.boot.config import (
     mode_from,
     truthy,
 )
+from remote_agent.boot.keys import ensure_host_keys, install_public_keys
+from remote_agent.boot.notebook import start_jupyter
 from remote_agent.boot.steps import (
     BootError,
     Reporter,
-    ensure_host_keys,
-    install_public_keys,
     prepare_engine_key,
     print_connect_info,
     start_daemon,
@@ -50,7 +49,13 @@ from remote_agent.boot.steps import (
 )
 from remote_agent.child_env import secret_values
 from remote_agent.engine_key import EngineKey
-from remote_agent.idle import DownloadProbe, EngineProbe, IdleWatcher, SshSessionProbe, stop_pod
+from remote_agent.idle import (
+    DownloadProbe,
+    EngineProbe,
+    IdleWatcher,
+    SshSessionProbe,
+    stop_pod,
+)
 from remote_agent.jupyter import JupyterSupervisor
 from remote_agent.procgroup import terminate_popen
 
@@ -86,6 +91,8 @@ class Boot:
         self.sshd = start_sshd(cfg, rep)
         print_connect_info(cfg, rep, keys)
         self.engine_key = prepare_engine_key(cfg, rep)  # before the daemon, which reads the same file
+        if cfg.role_note:   # an RPC cluster role (APP_MODE; with rank, the one NODE_RANK chose)
+            rep.step(cfg.role_note)
         self.daemon = start_daemon(cfg, rep)
         self.jupyter = start_jupyter(cfg, rep, self.shutdown)
         self.start_idle_watcher()

@@ -4,6 +4,8 @@ like any engine, requests a role does not serve refused with what it does instea
 
 from __future__ import annotations
 
+import os
+
 import socket
 import subprocess
 import sys
@@ -233,6 +235,15 @@ def test_the_boot_dry_run_names_the_rank_role_and_refuses_a_missing_rank(tmp_pat
         "llama-server --rpc 127.0.0.1:60151,127.0.0.1:60152")
     with pytest.raises(BootConfigError, match="APP_MODE=rank needs NODE_RANK"):
         config_from(args, RANK_ENV)
+    # and the real dry run prints it
+    import subprocess
+    import sys
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("APP_", "MODEL", "NODE_", "NUM_"))},
+           **RANK_ENV, "NODE_RANK": "1", "DRYRUN": "1"}
+    out = subprocess.run([sys.executable, "-m", "remote_agent", "boot", "--exit-on-error", "--root", str(tmp_path / "dry")], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "NODE_RANK=1 of NUM_NODES=3, so this pod is the backend: ggml-rpc-server on 10.65.0.3:50052" in out.stdout
 
 
 def test_app_mem_takes_one_budget_per_device_in_the_order_args_names_them():
