@@ -192,13 +192,7 @@ def link_cluster(server_ref: str, backend_refs: list[str], *, name: str | None =
                 progress("authorize", f"authorizing the cluster key on {backend.ref} (its RPC port only)")
                 backend.client.call("cluster.authorize", {"public_key": public}, timeout=30)
             progress("link", f"starting {len(specs)} link(s) on {server.ref}")
-            budgets = backend_budgets(backends)
-            if budgets and len(budgets) != len(specs):
-                # cluster.link takes one budget per link (links/methods.py); a backend lending several
-                # devices has one per device, which only cluster.direct passes on today
-                progress("link", "the backends lend several devices each: their APP_MEM budgets are not passed "
-                         "over links; the server fits to free memory (or give fit.search budgets_mib)")
-                budgets = None
+            budgets = backend_budgets(backends)   # one per RPC device, in link order
             answer = server.client.call("cluster.link", {"links": specs, "known_hosts": lines,
                                                          "private_key": private, "wait_s": LINK_WAIT_S,
                                                          **({"budgets_mib": budgets} if budgets else {})},

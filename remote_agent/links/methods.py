@@ -8,7 +8,7 @@
   forwarding this backend's RPC port and forcing the link's session (links/authorized.py,
   links/session.py: it reports each new ggml-rpc-server to the server's link); without public_key, remove it.
   Answers {"authorized_keys": path, "permitopen": "bind:port", "installed": bool}.
-`budgets_mib` (optional, MiB per backend: their APP_MEM) becomes the fit's budget per RPC device when a
+`budgets_mib` (optional, MiB per RPC device: the backends' APP_MEM) becomes the fit's budget per RPC device when a
 fit.search or ctx auto names none. The links survive a daemon restart: their specs are kept in state_dir/links/links.json.
 """
 
@@ -96,10 +96,13 @@ class LinkMethods:
 
 
 def _budgets(value, count: int) -> list[int] | None:
-    """budgets_mib of cluster.link: MiB per backend (its APP_MEM; one device each), in link order, or None."""
+    """budgets_mib of cluster.link: MiB per RPC device (each backend's APP_MEM, one per device it lends), in
+    link order: at least one per link, or None. The fit checks the count against the devices it finds
+    (fit/devices.py) and says which budget is missing or extra."""
     if value is None:
         return None
-    if not isinstance(value, list) or len(value) != count or not all(
+    if not isinstance(value, list) or len(value) < count or not all(
             isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
-        raise LinkParamError(f"budgets_mib must be {count} positive integers, MiB per backend in link order")
+        raise LinkParamError(f"budgets_mib must be at least {count} positive integers, MiB per RPC device "
+                             "in link order")
     return value

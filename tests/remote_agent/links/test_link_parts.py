@@ -91,3 +91,12 @@ def test_the_real_ssh_refusal_of_a_changed_host_key_is_classified_refused(tmp_pa
         assert classify("ssh: connect to host 127.0.0.1 port 1: Connection refused\n")[0] == DOWN
     finally:
         sshd.stop()
+
+
+def test_cluster_link_takes_one_budget_per_rpc_device_at_least_one_per_link():
+    from remote_agent.links.methods import LinkParamError, _budgets
+    assert _budgets([200, 90, 300], 2) == [200, 90, 300]   # a backend lending two devices, then one lending one
+    assert _budgets(None, 2) is None
+    for bad in ([200], [200, 0], [200, True], "200,90"):
+        with pytest.raises(LinkParamError, match="at least 2 positive integers, MiB per RPC device"):
+            _budgets(bad, 2)
