@@ -66,7 +66,18 @@ def test_connect_close_and_a_read_handshake_leave_a_default_sigpipe_server_servi
 def test_a_handshake_left_unread_kills_a_default_server_but_not_one_with_sigpipe_ignored(start_rpc):
     default, default_port = start_rpc(sigpipe_ignored=False)
     ignored, ignored_port = start_rpc(sigpipe_ignored=True)
-    _hello_without_reading(default_port)
+    # Whether one unread reply kills it depends on whether the client's close reaches the server before
+    # or after its write (seen to survive one under load): a few such clients always do.
+    for _ in range(5):
+        try:
+            _hello_without_reading(default_port)
+        except ConnectionRefusedError:   # it died just after the last wait
+            break
+        try:
+            default.wait(timeout=1)
+            break
+        except subprocess.TimeoutExpired:
+            continue
     assert default.wait(timeout=10) == -13  # SIGPIPE: why the agent reads every reply and starts it ignored
     for _ in range(3):
         _hello_without_reading(ignored_port)
