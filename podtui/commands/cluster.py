@@ -249,19 +249,14 @@ def launch(backend_count: int, gpu: str, gpu_count: int, model: str, ctx: str | 
     import os
 
     from podtui.providers.base import PodSpec
-    from podtui.services.inputs import ctx_option, model_problem
+    from podtui.services.inputs import ctx_option, hf_token_option, model_problem
     from podtui.services.pods import PodService
 
     if problem := model_problem(model):
         raise UsageProblem(f"--model: {problem}", "fix MODEL before any pod is created and billed")
     _check_launch_flags(instant, direct, gpu_count, first_link_port, cloud, overlay_ssh_port)
     app_mem = _app_mem(app_mem, gpu_count)
-    hf_token = None
-    if with_hf_token:
-        hf_token = os.environ.get("HF_TOKEN", "").strip()
-        if not hf_token:
-            raise UsageProblem("--with-hf-token given but HF_TOKEN is not set here",
-                               "export HF_TOKEN=… first (https://huggingface.co/settings/tokens)")
+    hf_token = hf_token_option(with_hf_token)
     if name in clusters.load_clusters():
         raise UsageProblem(f"a cluster named {name!r} is already known", "pick another --name, or terminate or "
                            f"unlink that one first (podtui cluster terminate {name})")

@@ -25,7 +25,7 @@ from podtui.providers.base import ProviderError
 from podtui.providers.runpod_endpoints import Endpoint, EndpointSpec, WorkersView, openai_base_url
 from podtui.services import endpoints as svc
 from podtui.services.endpoint_logs import log_lines
-from podtui.services.inputs import ctx_option, model_problem
+from podtui.services.inputs import ctx_option, hf_token_option, model_problem
 
 ENDPOINT_VERBS = {"list": "endpoints", "create": "endpoints", "update": "endpoints", "delete": "endpoints",
                   "logs": "endpoints", "health": "endpoint_runtime", "wake": "endpoint_runtime",
@@ -218,12 +218,9 @@ def create(name: str, model: str, gpus: tuple[str, ...], gpu_count: int, workers
     if workers_min > workers_max:
         raise UsageProblem(f"--workers-min {workers_min} is above --workers-max {workers_max}", "lower --workers-min")
     ctx_value = ctx_option(ctx)
-    token = os.environ.get("HF_TOKEN", "").strip() if hf_token else ""
     if hf_token and no_hf_token:
         raise UsageProblem("--with-hf-token and --no-hf-token contradict each other", "give one of them")
-    if hf_token and not token:
-        raise UsageProblem("--with-hf-token given but HF_TOKEN is not set here",
-                           "export HF_TOKEN=… first (https://huggingface.co/settings/tokens)")
+    token = hf_token_option(hf_token)
     env = svc.endpoint_env(model, ctx=None if ctx_value is None else str(ctx_value), engine=engine,
                            max_concurrency=max_concurrency, network_volume=network_volume, hf_token=token or None,
                            extra=svc.parse_env(extra_env))

@@ -23,7 +23,7 @@ from podtui.display import format_price, format_uptime
 from podtui.errors import UsageProblem
 from podtui.providers.base import ENGINE_KEY_NAMES, SECRET_ENV_NAMES, Pod, PodSpec, Provider
 from podtui.providers.runpod import RunpodProvider
-from podtui.services.inputs import ctx_option, model_problem
+from podtui.services.inputs import ctx_option, hf_token_option, model_problem
 from podtui.services.pods import PodService
 from podtui.services.providers import find_anywhere, list_everywhere, open_providers
 
@@ -163,12 +163,7 @@ def launch(gpu: str, model: str, ctx: str | None, engine: str | None, engine_arg
     if model and not network_volume and (problem := model_problem(model)):
         # With a network volume MODEL may name a file already on it; the pod's agent checks that.
         raise UsageProblem(f"--model: {problem}", "fix MODEL before a pod is created and billed")
-    hf_token = None
-    if with_hf_token:
-        hf_token = os.environ.get("HF_TOKEN", "").strip()
-        if not hf_token:
-            raise UsageProblem("--with-hf-token given but HF_TOKEN is not set here",
-                               "export HF_TOKEN=… first (https://huggingface.co/settings/tokens)")
+    hf_token = hf_token_option(with_hf_token)
     spec = PodSpec(gpu=gpu, model=model, name=name, gpu_count=gpu_count, ctx=ctx, engine=engine,
                    args=engine_args, port=port, idle_stop_minutes=idle_stop, volume_gb=volume_gb,
                    network_volume_id=network_volume, image=image or "", cloud=cloud,

@@ -9,6 +9,8 @@ file) is refused here: a new pod has no files yet.
 
 from __future__ import annotations
 
+import os
+
 from remote_agent.engine.ctx import parse_ctx
 from remote_agent.models.errors import ModelError
 from remote_agent.models.refs import parse_model_ref
@@ -44,3 +46,16 @@ def ctx_option(text: str | None, option: str = "--ctx") -> int | str | None:
         return parse_ctx(text)
     except ValueError as error:
         raise UsageProblem(f"{option}: {error}", CTX_FIX) from None
+
+
+def hf_token_option(wanted: bool, environ: dict[str, str] | None = None) -> str | None:
+    """HF_TOKEN from this environment when --with-hf-token was given (wanted), else None: a secret is
+    passed on only when asked, and never taken from the command line. Raises UsageProblem (exit 2)
+    when it was asked for and is not set."""
+    if not wanted:
+        return None
+    token = (os.environ if environ is None else environ).get("HF_TOKEN", "").strip()
+    if not token:
+        raise UsageProblem("--with-hf-token given but HF_TOKEN is not set here",
+                           "export HF_TOKEN=… first (https://huggingface.co/settings/tokens)")
+    return token

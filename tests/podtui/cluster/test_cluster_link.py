@@ -19,7 +19,7 @@ from tests.testbed.llama import chat_completion
 from tests.testbed.procs import free_port
 from tests.testbed.relay import FreezableRelay
 from tests.testbed.rpc import wait_until
-from tests.testbed.rpc_pods import add_host, start_backend, start_server, stop_pods
+from tests.testbed.rpc_pods import add_host, start_two_backend_cluster, stop_pods
 from tests.testbed.sshd import SshServer, generate_key, have_sshd
 
 pytestmark = [pytest.mark.skipif(not have_sshd(), reason="needs openssh-server"), pytest.mark.timeout(90)]
@@ -31,13 +31,8 @@ def pods(llama_bin, tiny_model, tmp_path_factory):
     client_key = generate_key(root / "podtui_key")
     env = {**os.environ, "PODTUI_CONFIG_DIR": str(root / "cfg"), "PODTUI_STATE_DIR": str(root / "state"),
            "SSH_AUTH_SOCK": "", "HOME": str(root / "home")}
-    started = []
+    started = start_two_backend_cluster(root, llama_bin, tiny_model, client_key, env)
     try:
-        for name, mem in (("backend-a", "400"), ("backend-b", "300")):
-            started.append(start_backend(root, name, llama_bin, client_key, APP_MEM=mem))
-        started.append(start_server(root, llama_bin, tiny_model, [free_port(), free_port()], client_key))
-        for pod in started:
-            add_host(env, pod, client_key)
         yield {"env": env, "a": started[0], "b": started[1], "server": started[2], "root": root,
                "key": client_key, "llama_bin": llama_bin}
     finally:

@@ -23,8 +23,7 @@ from podtui.tui.widgets.cluster_rows import MemberRow
 from podtui.tui.widgets.pod_table import PodTable
 from tests.podtui.tui.helpers import shown
 from tests.testbed.cli import run_podtui
-from tests.testbed.procs import free_port
-from tests.testbed.rpc_pods import add_host, start_backend, start_server, stop_pods
+from tests.testbed.rpc_pods import start_two_backend_cluster, stop_pods
 from tests.testbed.sshd import generate_key, have_sshd
 
 pytestmark = [pytest.mark.skipif(not have_sshd(), reason="needs openssh-server"), pytest.mark.timeout(150)]
@@ -36,13 +35,8 @@ def cluster(llama_bin, tiny_model, tmp_path_factory):
     client_key = generate_key(root / "podtui_key")
     env = {"PODTUI_CONFIG_DIR": str(root / "cfg"), "PODTUI_STATE_DIR": str(root / "state"),
            "SSH_AUTH_SOCK": "", "HOME": str(root / "home")}
-    started = []
+    started = start_two_backend_cluster(root, llama_bin, tiny_model, client_key, {**os.environ, **env})
     try:
-        for name, mem in (("backend-a", "400"), ("backend-b", "300")):
-            started.append(start_backend(root, name, llama_bin, client_key, APP_MEM=mem))
-        started.append(start_server(root, llama_bin, tiny_model, [free_port(), free_port()], client_key))
-        for pod in started:
-            add_host({**os.environ, **env}, pod, client_key)
         out = run_podtui({**os.environ, **env}, "cluster", "link", "server", "backend-a", "backend-b",
                          "--name", "c1", "--json", timeout=80)
         assert out.returncode == 0, out.stderr
