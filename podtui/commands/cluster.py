@@ -297,6 +297,9 @@ def _members_verb(action: str, doc: str):
         from podtui.services.cluster_pods import stop_or_terminate
 
         record = clusters.find_cluster(name)
+        if action == "stop" and record.get("kind") == "instant":   # says so without a Runpod key too
+            from podtui.services.instant_cluster import stop_instant
+            stop_instant(record)
         if action == "terminate" and not yes:
             members = ", ".join(m for m in [record.get("server"), *record.get("backends", [])] if m) or "none known"
             what = (f"Delete Instant Cluster {name} ({record['cluster_id']}) and terminate every member ({members})"
