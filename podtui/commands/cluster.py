@@ -37,6 +37,8 @@ def cluster() -> None:
     The server pod runs APP_MODE=server with APP_RPC_BACKENDS=127.0.0.1:60151,… (one entry per
     backend); each backend runs APP_MODE=backend. `cluster link` joins them with SSH links that the
     server's agent owns and supervises, checked against the host keys podtui pinned as verified.
+    `cluster launch` makes such pods on Runpod, or with --instant one Runpod Instant Cluster whose
+    members all run APP_MODE=rank (NODE_RANK 0 serves, the others are backends).
     """
 
 
@@ -291,7 +293,7 @@ def launch(backend_count: int, gpu: str, gpu_count: int, model: str, ctx: str | 
 def _members_verb(action: str, doc: str):
     @cluster.command(name=action, help=doc)
     @click.argument("name")
-    @click.option("--yes", is_flag=True, help="Do not ask for confirmation (terminate).")
+    @click.option("--yes", is_flag=True, hidden=action != "terminate", help="Do not ask for confirmation.")
     @click.option("--json", "as_json", is_flag=True)
     def verb(name: str, yes: bool, as_json: bool) -> None:
         from podtui.services.cluster_pods import stop_or_terminate
