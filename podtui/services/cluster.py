@@ -73,8 +73,11 @@ def cluster_key(comment: str = "podtui-cluster") -> tuple[str, str]:
     return private, f"{public.decode()} {comment}"
 
 
-def check_members(server: Member, backends: list[Member], direct: bool) -> list[str]:
-    """The server's RPC endpoints (APP_RPC_BACKENDS order) once roles, builds and counts agree.
+def check_members(server: Member, backends: list[Member], direct: bool,
+                  binds: dict[str, str] | None = None) -> list[str]:
+    """The RPC endpoints the server is to use once roles, builds and counts agree: with links its
+    APP_RPC_BACKENDS (where the links listen, in order); direct, each backend's own `bind:port`, in the
+    order given (binds: ref → the address it must bind, an Instant Cluster's PodCluster.ip).
     Raises ClusterProblem naming the pod and the fix."""
     if server.cluster.get("role") != "server":
         raise ClusterProblem(f"{server.ref} is not an RPC server (its role is {server.status.get('role')})",
@@ -97,11 +100,12 @@ def check_members(server: Member, backends: list[Member], direct: bool) -> list[
                              "where links listen", "set APP_RPC_BACKENDS=127.0.0.1:60151,127.0.0.1:60152,… "
                              "or use --direct on an Instant Cluster's overlay")
     if direct:
-        for backend, endpoint in zip(backends, endpoints):
-            mine = f"{backend.cluster.get('bind')}:{backend.cluster.get('port')}"
-            if mine != endpoint:
-                raise ClusterProblem(f"{server.ref} reaches its backend at {endpoint} but {backend.ref} listens "
-                                     f"on {mine}", "give the backends in APP_RPC_BACKENDS order")
+        for backend in backends:
+            bind, want = backend.cluster.get("bind"), (binds or {}).get(backend.ref)
+            if want and bind != want:
+                raise ClusterProblem(f"{backend.ref} binds {bind}, not its overlay address {want}",
+                                     "launch with --direct (APP_BIND=NODE_ADDR), or without it for SSH links")
+        return [f"{b.cluster.get('bind')}:{b.cluster.get('port')}" for b in backends]
     return endpoints
 
 
@@ -163,7 +167,8 @@ def link_specs(backends: list[Member], endpoints: list[str], reach: dict[str, st
 
 def link_cluster(server_ref: str, backend_refs: list[str], *, name: str | None = None, reach: dict[str, str] | None = None,
                  direct: bool = False, options: ConnectOptions | None = None, progress: Progress = lambda *a: None,
-                 resolve: Callable[[str], SessionTarget] | None = None, extra: dict | None = None) -> dict:
+                 resolve: Callable[[str], SessionTarget] | None = None, extra: dict | None = None,
+                 binds: dict[str, str] | None = None) -> dict:
     """Link SERVER to BACKENDs (see the module docstring). Returns {"name", "server", "backends",
     "links": [the server's link snapshots], "direct"} plus extra (kept in the record too: an Instant
     Cluster's "kind" and "cluster_id"). Raises ClusterProblem, UsageProblem, HostKeyNotVerified,
@@ -183,9 +188,19 @@ def link_cluster(server_ref: str, backend_refs: list[str], *, name: str | None =
             member.client = stack.enter_context(sessions.agent_session(member.session, known_hosts, options=options))
             member.status = member.client.call("status", timeout=30)
         server, backends = members[0], members[1:]
-        endpoints = check_members(server, backends, direct)
+        endpoints = check_members(server, backends, direct, binds)
         links: list[dict] = []
-        if not direct:
+        if direct:   # no links: the server gets the backends' own addresses (and APP_MEM) over this channel
+            if server.cluster.get("links"):   # linked before: those links and their key go
+                progress("unlink", f"stopping {server.ref}'s links and removing the cluster key from the backends")
+                server.client.call("cluster.unlink", {}, timeout=30)
+                for backend in backends:
+                    backend.client.call("cluster.authorize", {}, timeout=30)
+            budgets = backend_budgets(backends)
+            progress("direct", f"pointing {server.ref}'s llama-server at {','.join(endpoints)} (no links)")
+            server.client.call("cluster.direct", {"endpoints": endpoints,
+                                                  **({"budgets_mib": budgets} if budgets else {})}, timeout=60)
+        else:
             specs, lines = link_specs(backends, endpoints, reach, known_hosts)
             private, public = cluster_key(f"podtui-cluster-{name or server_ref}")
             for backend in backends:
@@ -199,7 +214,7 @@ def link_cluster(server_ref: str, backend_refs: list[str], *, name: str | None =
                                         timeout=LINK_WAIT_S + 30)
             links = answer["links"]
     record = {"name": name or server_ref, "server": server_ref, "backends": list(backend_refs), "direct": direct,
-              "reach": reach, "linked_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **(extra or {})}
+              "reach": reach, **({"endpoints": endpoints} if direct else {}), "linked_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **(extra or {})}
 
     def relinked(old: dict | None) -> dict:
         # The same server linked again keeps what only the launch knew (an Instant Cluster's kind and

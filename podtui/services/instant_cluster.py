@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
 
 from podtui.errors import PodtuiError
 from podtui.providers.base import PodSpec, ProviderError
@@ -142,37 +141,12 @@ def wait_for_members(api: RunpodClusters, made: InstantCluster, service: PodServ
 
 
 def link_direct(server: ClusterPod, backends: list[ClusterPod], *, name: str, progress: Progress) -> dict:
-    """No links: check roles and builds, check that each backend's ggml-rpc-server binds its overlay
-    address, then send the server's agent their endpoints (`cluster.direct`, with the backends' APP_MEM
-    as fit budgets). Returns link_cluster's shape with "links": []. Raises ClusterProblem, AgentError."""
-    from podtui import paths
-    from podtui.services import sessions
-    from podtui.ssh.known_hosts import KnownHosts
-    known_hosts = KnownHosts(paths.known_hosts_file())
-    refs = [server.pod.id, *(b.pod.id for b in backends)]
-    with ExitStack() as stack:
-        members = [clusters.Member(ref, sessions.resolve_session_target(ref)) for ref in refs]
-        for member in members:
-            progress("status", f"asking {member.ref}'s agent for its status")
-            member.client = stack.enter_context(sessions.agent_session(member.session, known_hosts))
-            member.status = member.client.call("status", timeout=30)
-        clusters.check_members(members[0], members[1:], direct=False)  # roles, builds, count
-        endpoints = []
-        for member, runpod in zip(members[1:], backends):
-            bind, port = member.cluster.get("bind"), member.cluster.get("port")
-            if bind != runpod.ip:
-                raise clusters.ClusterProblem(
-                    f"{member.ref} binds {bind}, not its overlay address {runpod.ip}",
-                    "launch with --direct (APP_BIND=NODE_ADDR), or without it for SSH links")
-            endpoints.append(f"{bind}:{port}")
-        budgets = clusters.backend_budgets(members[1:])
-        progress("direct", f"pointing {server.pod.id}'s llama-server at {','.join(endpoints)} (no links)")
-        members[0].client.call("cluster.direct", {"endpoints": endpoints, **({"budgets_mib": budgets} if budgets
-                                                                            else {})}, timeout=60)
-    fields = {"name": name, "server": server.pod.id, "backends": [b.pod.id for b in backends], "direct": True,
-              "reach": {}, "endpoints": endpoints, "linked_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    record = clusters.update_cluster(name, lambda old: {**(old or {}), **fields})
-    return {**record, "links": []}
+    """No links: `cluster link --direct` (services/cluster.link_cluster) with each backend required to
+    bind its overlay address (PodCluster.ip): roles, builds and count checked, then the server's agent
+    gets the backends' endpoints and APP_MEM budgets (`cluster.direct`). Returns link_cluster's answer
+    ("links": []). Raises ClusterProblem, AgentError, CannotConnect."""
+    return clusters.link_cluster(server.pod.id, [b.pod.id for b in backends], name=name, direct=True,
+                                 progress=progress, binds={b.pod.id: b.ip for b in backends})
 
 
 def runpod_clusters(provider) -> list[dict]:

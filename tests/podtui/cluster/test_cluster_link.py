@@ -196,11 +196,25 @@ def test_the_backends_app_mem_becomes_the_servers_fit_budget_per_device(pods):
     server.wait_for_state({"ready"}, timeout=60)
 
 
-def test_direct_mode_refuses_a_server_that_does_not_reach_the_backends_rpc_ports(pods):
+def test_direct_mode_hands_the_server_the_backends_addresses_and_unlink_takes_them_back(pods):
+    """No links: the server's agent gets each backend's own bind:port and APP_MEM (cluster.direct) over
+    podtui's verified channel and serves over them; unlink sends it back to its APP_RPC_BACKENDS."""
+    server = pods["server"]
     out = link(pods, "--direct")
-    assert out.returncode == 1
-    error = json.loads(out.stderr.strip().splitlines()[-1])
-    assert "reaches its backend at 127.0.0.1:" in error["error"] and "listens on 127.0.0.1:" in error["error"]
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    direct = [f"127.0.0.1:{p.daemon.env['APP_PORT']}" for p in (pods["a"], pods["b"])]
+    assert result["endpoints"] == direct and result["links"] == []
+    status = server.daemon.wait_for_state({"ready"}, timeout=60,
+                                          pred=lambda s: [b["endpoint"] for b in s["cluster"]["backends"]] == direct)
+    assert status["cluster"]["direct"] is True and status["cluster"]["links"] == []
+    answer = chat_completion(f"http://127.0.0.1:{server.daemon.port}", api_key=server.daemon.api_key(), max_tokens=4)
+    assert answer["choices"][0]["message"]["content"] is not None
+    out = run_podtui(pods["env"], "cluster", "unlink", "c1", "--json")
+    assert out.returncode == 0 and json.loads(out.stdout)["unlinked"] == {"server": "cluster.direct"}
+    assert server.status()["cluster"]["direct"] is False
+    assert link(pods).returncode == 0   # links again, on the link ports
+    server.daemon.wait_for_state({"ready"}, timeout=60)
 
 
 def test_bad_input_is_a_usage_error_naming_the_fix(pods):
