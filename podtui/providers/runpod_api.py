@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from podtui.providers.base import PodNotFound, ProviderError
+from remote_agent.sse_lines import split_lines
 
 DEFAULT_API_URL = "https://api.runpod.io"  # the spec's `servers` entry
 API_KEY_FIX = ("create a key in the Runpod console (Settings → API Keys) and export RUNPOD_API_KEY=…, "
@@ -213,7 +214,7 @@ class RunpodApi:
                               stream=True, read_timeout_s=read_timeout_s, subject=subject)
         started = time.monotonic()
         try:
-            for event in parse_sse(response.iter_lines()):
+            for event in parse_sse(split_lines(response.iter_text())):
                 yield event
                 if max_duration_s is not None and time.monotonic() - started > max_duration_s:
                     return

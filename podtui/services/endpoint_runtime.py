@@ -21,8 +21,14 @@ from dataclasses import asdict, dataclass
 from podtui.providers.base import ProviderError
 from podtui.providers.runpod_api import parse_sse
 from podtui.providers.runpod_endpoints import RESOURCE_ID, EndpointNotFound
-from podtui.providers.runpod_runtime import Health, JobStatus, JobWaitTimeout, RuntimeClient
+from podtui.providers.runpod_runtime import (
+    Health,
+    JobStatus,
+    JobWaitTimeout,
+    RuntimeClient,
+)
 from podtui.services.endpoints import diagnose_queue, find_endpoint, open_endpoints
+from remote_agent.sse_lines import split_lines
 
 # §3.6: answered by the worker without generating; ttl and executionTimeout keep a forgotten one cheap.
 WAKE_INPUT = {"openai_route": "/v1/models"}
@@ -270,7 +276,7 @@ def chat_test(client: RuntimeClient, *, prompt: str, model: str | None = None, m
     try:
         if response.status_code >= 400:
             raise _http_problem(response, "POST /openai/v1/chat/completions")
-        for event in parse_sse(response.iter_lines()):
+        for event in parse_sse(split_lines(response.iter_text())):
             if event.data.strip() == "[DONE]":
                 done = True
                 break

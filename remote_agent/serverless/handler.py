@@ -35,9 +35,15 @@ from typing import Any
 
 import httpx
 
-from remote_agent.serverless.errors import ENGINE_ERROR, ENGINE_TIMEOUT, INTERNAL, JobError
+from remote_agent.serverless.errors import (
+    ENGINE_ERROR,
+    ENGINE_TIMEOUT,
+    INTERNAL,
+    JobError,
+)
 from remote_agent.serverless.jobs import EngineCall, parse_job_input
 from remote_agent.serverless.link import EngineLink, EngineTarget
+from remote_agent.sse_lines import asplit_lines
 
 CONNECT_TIMEOUT_S = 5.0  # loopback: a connect that takes this long will not succeed
 MAX_ENGINE_ERROR_BYTES = 4096  # of the engine's error body, quoted in the job's error
@@ -134,7 +140,7 @@ class JobHandler:
             if response.status_code >= 400:
                 raise engine_error(response.status_code, await response.aread(), target)
             if call.seed:
-                async for piece in seed_pieces(response.aiter_lines(), target):
+                async for piece in seed_pieces(asplit_lines(response.aiter_text()), target):
                     yield {"text": piece}
             else:
                 async for chunk in response.aiter_text():
