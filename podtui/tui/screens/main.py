@@ -57,6 +57,9 @@ class MainScreen(Hosted, Screen[None]):
         self.clusters = ClusterListing()
         self.clusters_refreshing = False
         self.clusters_failed = ""
+        # The clusters were asked before the first pods listing came back: their members matched no
+        # pod row ("not listed") and the pods showed twice. Ask again once the pods are known.
+        self.clusters_stale = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -115,9 +118,13 @@ class MainScreen(Hosted, Screen[None]):
 
     def pods_listed(self, listing: PodListing) -> None:
         self.refreshing = False
+        first = not self.refreshed_once
         self.refreshed_once = True
         self.listing = listing
         self.show_listing()
+        if first:
+            self.clusters_stale = True
+            self.refresh_clusters()
 
     def refresh_clusters(self) -> None:
         """Ask every remembered cluster's members for their state, in the background (one agent
@@ -125,6 +132,7 @@ class MainScreen(Hosted, Screen[None]):
         if self.clusters_refreshing:
             return
         self.clusters_refreshing = True
+        self.clusters_stale = False
         self.app_host.run_service(self.app_host.services.list_clusters, name="list clusters",
                                   group="clusters-refresh", on_done=self.clusters_listed,
                                   on_error=self.clusters_listing_failed)
@@ -135,6 +143,8 @@ class MainScreen(Hosted, Screen[None]):
         self.clusters = listing
         if self.refreshed_once:   # until the pods are listed, the summary says they are loading
             self.show_listing()
+        if self.clusters_stale:   # asked while the first pods listing was still on its way
+            self.refresh_clusters()
 
     def clusters_listing_failed(self, title: str, fix: str) -> None:
         self.clusters_refreshing = False   # in the summary line, like the pods' listing

@@ -5,9 +5,11 @@ the SVG in __snapshots__/test_cluster_screen/)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from podtui.services.front import ClusterListing, ClusterMember, ClusterRow, DeviceMemory, PodRow
+from podtui.services.front import ClusterListing, ClusterMember, ClusterRow, DeviceMemory, PodListing, PodRow
 from podtui.tui.app import build_app
 from podtui.tui.screens.confirm_terminate import ConfirmTerminateCluster
 from podtui.tui.screens.details import RowDetails
@@ -176,3 +178,34 @@ async def test_details_of_a_paused_cluster_say_why_and_each_backends_memory():
         text = str(app.screen.query_one("#details-text").render())
         assert "paused: bk2" in text and "bk1 up" in text and "0.5.0-dev (build 1, commit 0c1e570)" in text
         assert "CUDA0 44210/45458 MiB free · APP_MEM 40000 MiB" in text
+
+
+class PodsLateInProcess(ClustersInProcess):
+    """The first pods listing arrives after the first cluster listing, which therefore matched no pod
+    (as the real façade does: members match the pods listed last)."""
+
+    def list_clusters(self) -> ClusterListing:
+        listing = super().list_clusters()
+        if ("list_pods_done",) in self.calls:
+            return listing
+        row = listing.rows[0]
+        unmatched = lambda m: replace(m, pod_key="")   # noqa: E731
+        return ClusterListing(rows=[replace(row, server=unmatched(row.server),
+                                            backends=tuple(unmatched(b) for b in row.backends))])
+
+    def list_pods(self) -> PodListing:
+        listing = super().list_pods()
+        self.calls.append(("list_pods_done",))
+        return listing
+
+
+async def test_the_group_claims_its_pods_once_the_first_pods_listing_arrives():
+    services = PodsLateInProcess()
+    services.block_listing.set()   # the pods listing waits; the clusters answer first
+    app = app_with(services)       # refreshes every hour: only the first listing can fix it
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: ("list_clusters",) in services.calls)
+        services.release.set()
+        await wait_for(pilot, lambda: pilot.app.screen.refreshed_once
+                       and names(app) == ["c1", "srv1", "bk1", "bk2", "llama-70b", "qwen-small", "homebox"])
+        assert services.calls.count(("list_clusters",)) >= 2
