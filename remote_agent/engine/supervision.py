@@ -41,3 +41,6 @@ class Command:
     token: int = 0
     failure: EngineFailure | None = None
     future: asyncio.Future | None = None
+    # start only: run in the owner task once the engine is stopped and before the launch, so that what
+    # a launch reads (an RPC server's endpoints) changes between launches, never during one
+    reconfigure: Callable[[], None] | None = None

@@ -78,10 +78,12 @@ class EngineSupervisor:
         self._emit: Emit = _no_emit
 
     # ---- what other tasks call -------------------------------------------------------------
-    async def start(self, config: EngineConfig, emit: Emit = _no_emit) -> None:
-        """Stop what runs, start config (a pending fit searches first). Raises EngineFailure; the state is
+    async def start(self, config: EngineConfig, emit: Emit = _no_emit,
+                    reconfigure: Callable[[], None] | None = None) -> None:
+        """Stop what runs, call reconfigure() (if given, in the owner task: e.g. an RPC server's new
+        endpoints), start config (a pending fit searches first). Raises EngineFailure; the state is
         then failed, or paused for NothingFits."""
-        await self._submit(_Command("start", config, emit))
+        await self._submit(_Command("start", config, emit, reconfigure=reconfigure))
 
     async def swap(self, config: EngineConfig, emit: Emit = _no_emit) -> None:
         """Drain and stop the engine that serves, start config, and on failure start the old one again.
@@ -257,6 +259,8 @@ class EngineSupervisor:
     async def _on_start(self, command: _Command) -> None:
         self._user_command()
         await self._stop_engine()
+        if command.reconfigure is not None:
+            command.reconfigure()
         try:
             config = await self._launch_or_fit(command.config)
         except EngineFailure as failure:

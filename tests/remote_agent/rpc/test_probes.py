@@ -66,15 +66,15 @@ def test_connect_close_and_a_read_handshake_leave_a_default_sigpipe_server_servi
 def test_a_handshake_left_unread_kills_a_default_server_but_not_one_with_sigpipe_ignored(start_rpc):
     default, default_port = start_rpc(sigpipe_ignored=False)
     ignored, ignored_port = start_rpc(sigpipe_ignored=True)
-    # Whether one unread reply kills it depends on whether the client's close reaches the server before
-    # or after its write (seen to survive one under load): a few such clients always do.
-    for _ in range(5):
+    # It dies when the client's RST lands between the two writes of its reply (size, then payload): a
+    # race that a loaded machine loses now and then (seen in full runs), so up to 20 such clients.
+    for _ in range(20):
         try:
             _hello_without_reading(default_port)
         except ConnectionRefusedError:   # it died just after the last wait
             break
         try:
-            default.wait(timeout=1)
+            default.wait(timeout=0.5)
             break
         except subprocess.TimeoutExpired:
             continue
