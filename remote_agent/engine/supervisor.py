@@ -5,11 +5,10 @@ restarts), so nobody checks a stale state and then acts on it. States: stopped â
 â†’ stopping, plus failed (a restart may be due) and paused (repeated failures: it waits for a person
 instead of crash-looping, seed 000 Q6).
 
-An RPC cluster's server adds, through the same queue: a preflight before every launch
-(engine/backends.py), a pause that resumes by itself (PausedUntil names a backend that is down),
-and report_hung (engine/liveness.py found llama-server stuck). A backend's failure is retried at
-once, so the preflight can still find the backend that went down.
-"""
+An RPC cluster's server adds, through the same queue: a preflight before every launch (engine/backends.py),
+a pause that resumes by itself (PausedUntil names a backend that is down), report_hung (engine/liveness.py
+found llama-server stuck) and new endpoints applied between launches (start's reconfigure). A backend's
+failure is retried at once, so the preflight can still find the backend that went down."""
 
 from __future__ import annotations
 
@@ -64,8 +63,7 @@ class EngineSupervisor:
         self.last_fit: dict | None = None  # the last search's summary (fit.search's answer)
         self._failed_tail: list[str] = []  # the whole output tail of the last launch that failed
         self.timings = timings or Timings()
-        self._on_ready = on_ready
-        self._on_stopped = on_stopped
+        self._on_ready, self._on_stopped = on_ready, on_stopped
         self._queue: asyncio.Queue[_Command] = asyncio.Queue()
         self.state = STOPPED
         self.config: EngineConfig | None = None  # running, or the one last tried
@@ -78,11 +76,9 @@ class EngineSupervisor:
         self._emit: Emit = _no_emit
 
     # ---- what other tasks call -------------------------------------------------------------
-    async def start(self, config: EngineConfig, emit: Emit = _no_emit,
-                    reconfigure: Callable[[], None] | None = None) -> None:
-        """Stop what runs, call reconfigure() (if given, in the owner task: e.g. an RPC server's new
-        endpoints), start config (a pending fit searches first). Raises EngineFailure; the state is
-        then failed, or paused for NothingFits."""
+    async def start(self, config: EngineConfig, emit: Emit = _no_emit, reconfigure: Callable[[], None] | None = None) -> None:
+        """Stop what runs, call reconfigure() if given (in the owner task: an RPC server's new endpoints), start
+        config (a pending fit searches first). Raises EngineFailure; the state is then failed, or paused for NothingFits."""
         await self._submit(_Command("start", config, emit, reconfigure=reconfigure))
 
     async def swap(self, config: EngineConfig, emit: Emit = _no_emit) -> None:
@@ -259,7 +255,7 @@ class EngineSupervisor:
     async def _on_start(self, command: _Command) -> None:
         self._user_command()
         await self._stop_engine()
-        if command.reconfigure is not None:
+        if command.reconfigure:
             command.reconfigure()
         try:
             config = await self._launch_or_fit(command.config)
