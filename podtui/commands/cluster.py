@@ -66,7 +66,7 @@ def link(server: str, backends: tuple[str, ...], name: str | None, reach: tuple[
     Exit 3 when a host key is not verified, 4 when a pod cannot be reached, 1 when the pods do not fit.
     """
     result = clusters.link_cluster(server, list(backends), name=name, reach=_reach(reach), direct=direct,
-                                   options=_options(identity, connect_timeout) if identity else None,
+                                   options=_options(identity, connect_timeout),
                                    progress=say_progress)
     if as_json:
         click.echo(json.dumps(result))
@@ -124,7 +124,7 @@ def list_clusters(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def status(name: str, connect_timeout: float, as_json: bool) -> None:
     """NAME's server (state, each link, each backend's handshake) and backends (state, build, devices)."""
-    result = clusters.cluster_status(name)
+    result = clusters.cluster_status(name, options=_options(None, connect_timeout))
     if as_json:
         click.echo(json.dumps(result))
         return

@@ -16,7 +16,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import cast
@@ -137,7 +137,8 @@ def agent_session(session: SessionTarget, known_hosts: KnownHosts, *,
                   warn: Callable[[str], None] = activity.warning) -> Iterator[AgentClient]:
     """An opened AgentClient for the session, closed on exit (with its SSH connection, unless the
     session is a cloud pod's and `pool` is given: then the pool keeps it). The local pod: its daemon through a local bridge. Otherwise a
-    verified SSH connection (options default to the added host's identity) and an exec channel
+    verified SSH connection (options default to the added host's identity, which also fills options
+    that name none) and an exec channel
     running `command` (default: the added host's, else `remote-agent rpc`). A pin trusted without
     verification is reported through `warn` on every connect.
     Raises ProviderError (the local pod is not running), HostKeyNotVerified, CannotConnect,
@@ -159,8 +160,11 @@ def agent_session(session: SessionTarget, known_hosts: KnownHosts, *,
         finally:
             client.close()
         return
-    connection = build_connection(session.ssh, known_hosts, options or ConnectOptions(identity=session.identity),
-                                  fingerprints, accept_unverified)
+    if options is None:
+        options = ConnectOptions(identity=session.identity)
+    elif options.identity is None and session.identity is not None:
+        options = replace(options, identity=session.identity)   # timeouts given, the added host's key kept
+    connection = build_connection(session.ssh, known_hosts, options, fingerprints, accept_unverified)
     try:
         outcome = connection.connect()
         if outcome.warning:
