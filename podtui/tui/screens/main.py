@@ -19,7 +19,7 @@ from podtui.tui.screens.details import PodDetails, RowDetails
 from podtui.tui.screens.endpoint_test import EndpointTestDialog
 from podtui.services.front import ClusterListing, ClusterRow, PodListing, PodRow
 from podtui.tui.widgets.cluster_rows import (acting_pod, cluster_detail_lines, cluster_warnings, grouped_rows,
-                                             role_refusal, server_note)
+                                             instant_member_refusal, role_refusal, server_note)
 from podtui.tui.widgets.endpoint_panel import EndpointsPanel
 from podtui.tui.widgets.endpoint_table import EndpointTable
 from podtui.tui.widgets.pod_table import PodTable, summary_text
@@ -195,6 +195,12 @@ class MainScreen(Hosted, Screen[None]):
 
     def refused_on_backend(self, what: str) -> bool:
         why = role_refusal(self.table.selected, what)
+        return self._refused(why)
+
+    def refused_on_instant_member(self, what: str) -> bool:
+        return self._refused(instant_member_refusal(self.table.selected, what))
+
+    def _refused(self, why: str) -> bool:
         if why:
             self.notify(why, severity="warning")
         return bool(why)
@@ -215,12 +221,16 @@ class MainScreen(Hosted, Screen[None]):
                                   on_done=self._action_done)
 
     def action_stop(self) -> None:
+        if self.refused_on_instant_member("stop"):
+            return
         if cluster := self.selected_cluster():
             self._act_on_cluster("stop", self.app_host.services.stop_cluster, cluster)
         elif row := self.selected_pod():
             self._act("stop", self.app_host.services.stop, row)
 
     def action_resume(self) -> None:
+        if self.refused_on_instant_member("resume"):
+            return
         if cluster := self.selected_cluster():
             self.notify(f"Resume {cluster.name}'s pods one by one (r on each member's row), backends first: "
                         "the server pauses until every backend answers, then starts by itself.",
@@ -239,6 +249,8 @@ class MainScreen(Hosted, Screen[None]):
             self._act("context fit", self.app_host.services.context_fit, row)
 
     def action_terminate(self) -> None:
+        if self.refused_on_instant_member("terminate"):
+            return
         if cluster := self.selected_cluster():
             def terminate_cluster(yes: bool | None) -> None:
                 if yes:

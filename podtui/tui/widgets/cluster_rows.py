@@ -203,6 +203,17 @@ def role_refusal(row: object, what: str) -> str:
     return ""
 
 
+def instant_member_refusal(row: object, what: str) -> str:
+    """Why stop, resume or terminate (what) does not apply to one member of a Runpod Instant Cluster
+    ("" when it does): Runpod manages members only through the cluster (the pod endpoints refuse them,
+    openapi-v2.json Pod.cluster), and has no stop for a cluster at all."""
+    if isinstance(row, MemberRow) and row.cluster.kind == "instant":
+        return (f"{row.member.ref} is a member of Runpod Instant Cluster {row.cluster.name}: Runpod {what}s its "
+                f"members only with the whole cluster — select the cluster row {row.cluster.name} (D deletes it; "
+                "an Instant Cluster cannot be stopped)")
+    return ""
+
+
 def server_note(row: object) -> str:
     """What the swap dialog says on a cluster's server ("" for a plain pod)."""
     cluster = row.cluster if isinstance(row, MemberRow) else row

@@ -11,7 +11,7 @@ import pytest
 
 from podtui.services.front import ClusterListing, ClusterMember, ClusterRow, DeviceMemory, PodListing, PodRow
 from podtui.tui.app import build_app
-from podtui.tui.screens.confirm_terminate import ConfirmTerminateCluster
+from podtui.tui.screens.confirm_terminate import ConfirmTerminate, ConfirmTerminateCluster
 from podtui.tui.screens.details import RowDetails
 from podtui.tui.screens.swap import SwapDialog
 from podtui.tui.widgets.cluster_rows import MemberRow
@@ -209,3 +209,19 @@ async def test_the_group_claims_its_pods_once_the_first_pods_listing_arrives():
         await wait_for(pilot, lambda: pilot.app.screen.refreshed_once
                        and names(app) == ["c1", "srv1", "bk1", "bk2", "llama-70b", "qwen-small", "homebox"])
         assert services.calls.count(("list_clusters",)) >= 2
+
+
+async def test_an_instant_clusters_member_is_not_stopped_or_terminated_alone():
+    services = ClustersInProcess(replace(sample_cluster(), kind="instant"))
+    app = app_with(services)
+    async with app.run_test(size=SIZE) as pilot:
+        await grouped(pilot)
+        select(app, "bk1")
+        await pilot.press("s", "D", "r")
+        await pilot.pause(0.2)
+        assert not isinstance(app.screen, (ConfirmTerminateCluster, ConfirmTerminate))
+        said = [n.message for n in app._notifications]
+        for verb in ("stop", "terminate", "resume"):
+            assert any(f"member of Runpod Instant Cluster c1: Runpod {verb}s its members only with the whole "
+                       "cluster" in m for m in said), verb
+        assert not any(call[0] in ("stop", "terminate", "resume") for call in services.calls)
