@@ -140,20 +140,26 @@ def warm(server: LlamaServer, home: Path, requests: int) -> dict:
         try:
             worker.wait_ready(platform, timeout_s=60)
             proc, info = start_serve(platform.base_url, platform.endpoint_id, home, "--no-keep-warm")
-            direct_url = f"{platform.runtime_url}/openai/v1/chat/completions"
-            serve_url = f"{info['base_url']}/chat/completions"
-            for _ in range(3):   # warm both paths (imports, connection pools, the engine's cache)
-                first_token_s(direct_url, RUNPOD_KEY)
-                first_token_s(serve_url, info["api_key"])
-            direct, served = [], []
-            for _ in range(requests):
-                direct.append(first_token_s(direct_url, RUNPOD_KEY) * 1000)
-                served.append(first_token_s(serve_url, info["api_key"]) * 1000)
-            return {"direct": direct, "serve": served}
+            # warm both paths (imports, connection pools, the engine's cache) 3 times
+            return interleaved(f"{platform.runtime_url}/openai/v1/chat/completions", info, 3, requests)
         finally:
             if proc is not None:
                 stop_process(proc)
             worker.stop()
+
+
+def interleaved(direct_url: str, info: dict, warmups: int, requests: int) -> dict:
+    """First-token times in ms, straight to direct_url (the Runpod key) and through serve (info: its
+    base_url and api_key), taken in turns after warmups untimed pairs: {"direct": [...], "serve": [...]}."""
+    serve_url = f"{info['base_url']}/chat/completions"
+    for _ in range(warmups):
+        first_token_s(direct_url, RUNPOD_KEY)
+        first_token_s(serve_url, info["api_key"])
+    direct, served = [], []
+    for _ in range(requests):
+        direct.append(first_token_s(direct_url, RUNPOD_KEY) * 1000)
+        served.append(first_token_s(serve_url, info["api_key"]) * 1000)
+    return {"direct": direct, "serve": served}
 
 
 def overhead(home: Path, requests: int) -> dict:
@@ -164,16 +170,7 @@ def overhead(home: Path, requests: int) -> dict:
     try:
         wait_for_port(port, upstream)
         proc, info = start_serve(f"http://127.0.0.1:{port}", "standin", home, "--no-keep-warm")
-        direct_url = f"http://127.0.0.1:{port}/v2/standin/openai/v1/chat/completions"
-        serve_url = f"{info['base_url']}/chat/completions"
-        for _ in range(5):
-            first_token_s(direct_url, RUNPOD_KEY)
-            first_token_s(serve_url, info["api_key"])
-        direct, served = [], []
-        for _ in range(requests):
-            direct.append(first_token_s(direct_url, RUNPOD_KEY) * 1000)
-            served.append(first_token_s(serve_url, info["api_key"]) * 1000)
-        return {"direct": direct, "serve": served}
+        return interleaved(f"http://127.0.0.1:{port}/v2/standin/openai/v1/chat/completions", info, 5, requests)
     finally:
         if proc is not None:
             stop_process(proc)

@@ -151,6 +151,16 @@ class AgentClient:
         finally:
             self._forget(request_id)
 
+    def call_if_known(self, method: str, timeout: float | None = 120.0) -> Any:
+        """call(method), or None when the agent is older than the method (it answers unknown_method).
+        Raises AgentError for any other refusal, AgentUnavailable."""
+        try:
+            return self.call(method, timeout=timeout)
+        except AgentError as exc:
+            if exc.code == protocol.UNKNOWN_METHOD:
+                return None
+            raise
+
     def stream(self, method: str, params: dict | None = None) -> Iterator[tuple[str, dict]]:
         """Events of a long request (logs follow) as (kind, data) tuples; closing the iterator
         cancels it. The final result ends the iteration; an error result raises AgentError."""

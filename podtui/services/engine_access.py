@@ -9,9 +9,8 @@ in `status`. podtui prints it where it prints a base URL, for the user's chat cl
 
 from __future__ import annotations
 
-from remote_agent import protocol
 
-from podtui.agent.client import AgentClient, AgentError
+from podtui.agent.client import AgentClient
 
 KEY_TIMEOUT_S = 10.0
 
@@ -24,12 +23,7 @@ def engine_api_key(client: AgentClient) -> str | None:
     Raises AgentError for any other refusal (or code "timeout"), AgentUnavailable when the
     channel is gone.
     """
-    try:
-        answer = client.call("engine.api_key", timeout=KEY_TIMEOUT_S)
-    except AgentError as exc:
-        if exc.code == protocol.UNKNOWN_METHOD:
-            return None
-        raise
+    answer = client.call_if_known("engine.api_key", timeout=KEY_TIMEOUT_S)
     key = answer.get("api_key") if isinstance(answer, dict) else None
     return key if isinstance(key, str) and key else None
 

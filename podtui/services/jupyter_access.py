@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from remote_agent import protocol
 
-from podtui.agent.client import AgentClient, AgentError
+from podtui.agent.client import AgentClient
 
 DEFAULT_PORT = 8888  # Jupyter's port on the pod's loopback unless JUPYTER_PORT moves it
 TOKEN_TIMEOUT_S = 10.0
@@ -37,12 +36,7 @@ def jupyter_info(client: AgentClient) -> JupyterInfo | None:
     """Jupyter's state and token from an opened AgentClient (its `jupyter.token`), or None when the pod
     runs no Jupyter (not asked for, or an agent older than issue 20: unknown_method).
     Raises AgentError for any other refusal, AgentUnavailable when the channel is gone."""
-    try:
-        answer = client.call("jupyter.token", timeout=TOKEN_TIMEOUT_S)
-    except AgentError as exc:
-        if exc.code == protocol.UNKNOWN_METHOD:
-            return None
-        raise
+    answer = client.call_if_known("jupyter.token", timeout=TOKEN_TIMEOUT_S)
     state = answer.get("state") if isinstance(answer, dict) else None
     if not isinstance(state, dict):
         return None
